@@ -1,0 +1,94 @@
+"""Atomic checkpoint save and checked load.
+
+A checkpoint is written to a temporary file in the target folder, flushed to disk, then renamed
+over the target: a kill at any moment leaves either the old file or the new one, never a torn one.
+Our checkpoints hold only tensors and plain Python values, so they load with
+``torch.load(weights_only=True)``: loading one never executes pickled code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+PathLike = Union[str, os.PathLike]
+
+
+def atomic_write(path: PathLike, write_fn) -> Path:
+    """Call ``write_fn(fileobj)`` on a temporary file and atomically rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:
+    """Atomically save ``state`` (tensors and plain values) with ``torch.save``."""
+    return atomic_write(path, lambda f: torch.save(dict(state), f))
+
+
+def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint saved by :func:`save_checkpoint` (or any weights-only checkpoint).
+
+    Raises :class:`CheckpointError` with a one-line reason for a missing, empty or corrupt file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint is empty (0 bytes): {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises a zoo of types for corrupt files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    return state
+
+
+def extract_state_dict(state: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
+    """The model weights of a checkpoint: a bare state dict or one under a conventional key."""
+    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+        if key in state and isinstance(state[key], Mapping):
+            return state[key]
+    return state
+
+
+def load_model_weights(model: nn.Module, path: PathLike, strict: bool = True) -> None:
+    """Load model weights from ``path`` and fail with one line if they do not fit ``model``."""
+    state_dict = extract_state_dict(load_checkpoint(path))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [k for k, v in state_dict.items()
+                  if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        k = mismatched[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model: {len(mismatched)} tensors differ in shape, "
+            f"e.g. {k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}")
+    if strict and (missing or unexpected):
+        example = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected keys, e.g. {example!r}")
+    model.load_state_dict(state_dict, strict=strict)

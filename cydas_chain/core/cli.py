@@ -1,0 +1,25 @@
+"""What every command-line tool shares: one clear line and a non-zero exit for bad input."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from .errors import CydasError
+
+EXIT_USER_ERROR = 2
+
+
+def run_tool(main: Callable[[], int | None]) -> None:
+    """Run ``main``; a :class:`CydasError` (or a missing file) becomes ``error: <message>`` + exit 2."""
+    try:
+        code = main()
+    except CydasError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except FileNotFoundError as e:
+        print(f"error: {e.strerror or e}: {e.filename}" if e.filename else f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

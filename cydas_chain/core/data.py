@@ -1,0 +1,176 @@
+"""Dataset loading in the ImageNet folder layout, and the embedded synthetic default.
+
+Layout expected by the tools (torchvision's ImageFolder, one sub-folder per class)::
+
+    DIR/train/<class>/*.jpg|png   and optionally   DIR/val/<class>/*
+    (or DIR/<class>/* directly, read as the training set)
+
+Without ``val/`` a stratified share of ``train/`` is held out for validation.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from .errors import DataError
+
+
+def image_folder(root: os.PathLike, transform: Optional[Callable] = None):
+    """torchvision ImageFolder over ``root`` with one-line errors for missing or empty folders."""
+    from torchvision.datasets import ImageFolder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    if not any(p.is_dir() for p in root.iterdir()):
+        raise DataError(f"data folder {root} has no class sub-folders (expected {root}/<class>/<image>)")
+    try:
+        return ImageFolder(str(root), transform=transform)
+    except FileNotFoundError as e:  # ImageFolder's message for a class folder without images
+        raise DataError(f"data folder {root}: {e}") from e
+
+
+def check_same_classes(train, val, train_root, val_root) -> None:
+    if train.classes != val.classes:
+        missing = sorted(set(train.classes) - set(val.classes))
+        extra = sorted(set(val.classes) - set(train.classes))
+        detail = []
+        if missing:
+            detail.append(f"absent from val: {', '.join(missing[:5])}")
+        if extra:
+            detail.append(f"absent from train: {', '.join(extra[:5])}")
+        raise DataError(f"class folders of {train_root} and {val_root} differ ({'; '.join(detail)})")
+
+
+def stratified_split(targets: Sequence[int], fraction: float, seed: int = 0) -> Tuple[List[int], List[int]]:
+    """Split indices per class: ``fraction`` of each class (at least one image) goes to the second list."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
+    targets = np.asarray(targets)
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for c in np.unique(targets):
+        idx = np.flatnonzero(targets == c)
+        rng.shuffle(idx)
+        if len(idx) < 2:
+            raise DataError(f"class {int(c)} has {len(idx)} image(s); at least 2 are needed to hold one out")
+        n = min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))
+        second.extend(idx[:n].tolist())
+        first.extend(idx[n:].tolist())
+    return sorted(first), sorted(second)
+
+
+def train_val_folders(root: os.PathLike, train_transform=None, val_transform=None,
+                      val_fraction: float = 0.1, seed: int = 0) -> Tuple[Dataset, Dataset, List[str]]:
+    """Training and validation sets from ``root`` (see module doc).  Returns (train, val, classes)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    val_dir = root / "val"
+    train = image_folder(train_dir, train_transform)
+    if val_dir.is_dir():
+        val = image_folder(val_dir, val_transform)
+        check_same_classes(train, val, train_dir, val_dir)
+        return train, val, train.classes
+    train_idx, val_idx = stratified_split(train.targets, val_fraction, seed)
+    val_base = image_folder(train_dir, val_transform)
+    return Subset(train, train_idx), Subset(val_base, val_idx), train.classes
+
+
+class TensorImageDataset(Dataset):
+    """In-memory uint8 images (N, H, W, C) with labels; transforms receive PIL images."""
+
+    def __init__(self, images: np.ndarray, labels: Sequence[int], transform=None, classes=None):
+        self.images, self.targets, self.transform = images, list(labels), transform
+        self.classes = classes or sorted({int(t) for t in self.targets})
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        img = Image.fromarray(self.images[i])
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.targets[i]
+
+
+# --------------------------------------------------------------------------------------------
+# Embedded default: a small, deterministic, procedurally drawn 10-class image set ("shapes").
+# It is not a benchmark: it exists so that the tools run end to end on a fresh clone, offline.
+# Each class is a pattern (disc, ring, square, triangle, cross, stripes of 3 orientations, checker,
+# dots) drawn at a random position, scale and colour over a noisy background.
+# --------------------------------------------------------------------------------------------
+SHAPE_CLASSES = ("checker", "cross", "diagonal", "disc", "dots", "hstripes", "ring", "square",
+                 "triangle", "vstripes")
+
+
+def draw_shape(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One RGB uint8 image of ``kind`` with random placement, scale, colours and noise."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    cx, cy = rng.uniform(0.3, 0.7, size=2)
+    r = rng.uniform(0.15, 0.3)
+    period = rng.uniform(0.12, 0.25)
+    dx, dy = xx - cx, yy - cy
+    dist = np.sqrt(dx ** 2 + dy ** 2)
+    masks = {
+        "disc": dist < r,
+        "ring": (dist < r) & (dist > 0.6 * r),
+        "square": (np.abs(dx) < r * 0.8) & (np.abs(dy) < r * 0.8),
+        "triangle": (dy < r * 0.7) & (dy > -r * 0.9 + 1.8 * np.abs(dx)),
+        "cross": ((np.abs(dx) < r * 0.25) | (np.abs(dy) < r * 0.25)) & (np.maximum(np.abs(dx), np.abs(dy)) < r),
+        "hstripes": (np.floor(yy / period) % 2) == 0,
+        "vstripes": (np.floor(xx / period) % 2) == 0,
+        "diagonal": (np.floor((xx + yy) / (1.4 * period)) % 2) == 0,
+        "checker": ((np.floor(xx / period) + np.floor(yy / period)) % 2) == 0,
+        "dots": ((xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2) < (period / 4) ** 2,
+    }
+    fg, bg = rng.uniform(0, 255, size=(2, 3))
+    while np.abs(fg - bg).sum() < 150:  # keep the pattern visible
+        fg = rng.uniform(0, 255, size=3)
+    img = np.where(masks[kind][..., None], fg, bg) + rng.normal(0, 12, size=(size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_shapes_folder(root: os.PathLike, train_per_class: int = 60, val_per_class: int = 20,
+                       image_size: int = 32, seed: int = 0) -> Path:
+    """Write the embedded default dataset as ``root/train/<class>/*.png`` and ``root/val/...``.
+
+    Deterministic for a given (sizes, seed); an existing complete copy is reused.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    spec = dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
+                val_per_class=val_per_class, image_size=image_size, seed=seed, version=1)
+    marker = root / "dataset.json"
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return root
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train_per_class), ("val", val_per_class)):
+        for kind in SHAPE_CLASSES:
+            d = root / split / kind
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(draw_shape(kind, image_size, rng)).save(d / f"{kind}_{i:04d}.png")
+    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
+    return root
+
+
+def default_data_root() -> Path:
+    """Where the embedded default dataset is written (XDG cache)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "cydas_chain" / "shapes"
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

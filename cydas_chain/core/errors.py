@@ -1,0 +1,26 @@
+"""User-facing errors.
+
+Anything a user can cause (a missing path, an infeasible budget, a malformed file) raises a
+subclass of :class:`CydasError` with a one-line message.  Tools print that line and exit non-zero
+(see :func:`cydas_chain.core.cli.run_tool`); the API lets it propagate.
+"""
+
+
+class CydasError(Exception):
+    """Base class for errors caused by user input."""
+
+
+class ArchError(CydasError, ValueError):
+    """An architecture value or file is malformed, or belongs to another search space."""
+
+
+class CheckpointError(CydasError):
+    """A checkpoint is missing, corrupt, or does not match the model it is loaded into."""
+
+
+class DataError(CydasError):
+    """A dataset folder is missing, empty, or inconsistent."""
+
+
+class BudgetError(CydasError, ValueError):
+    """A resource budget (FLOPs, parameters, latency) that no architecture in the space meets."""

@@ -1,0 +1,47 @@
+"""cydas_chain: CyDAS (cyclic differentiable architecture search) for mobile backbones.
+
+Install for use:          pip install -e .
+With detection/segmentation (needs mmcv 2.1.0 built first, see ./run):
+                          pip install -e .[mm]
+"""
+from setuptools import find_packages, setup
+
+# The versions below are the ones the suite is tested with.  timm is pinned exactly because
+# we build on its EfficientNet builder (`timm.models._efficientnet_builder`), a private module.
+CORE = [
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "timm==1.0.31",
+    "fvcore==0.1.5.post20221221",
+    "thop==0.1.1.post2209072238",
+    "numpy>=2.0,<2.5",
+    "tqdm>=4.60",
+    "matplotlib>=3.7",
+    "tensorboard>=2.14",
+    "pillow>=9.0",
+]
+MM = [
+    "mmengine==0.10.7",
+    "mmcv==2.1.0",  # no wheel on the registry: ./run builds it from source before this extra
+    "mmdet==3.3.0",
+    "mmsegmentation==1.2.2",
+    "ftfy",
+    "regex",
+    "pycocotools>=2.0.7",
+]
+TEST = ["pytest>=8", "pytest-xdist>=3.5"]
+
+setup(
+    name="cydas_chain",
+    version="0.1.0",
+    description="CyDAS architecture search for mobile backbones, with timm / MMDetection / MMSegmentation integration",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cydas_chain", "cydas_chain.*"]),
+    include_package_data=True,
+    package_data={"cydas_chain": ["**/*.json"]},
+    install_requires=CORE,
+    extras_require={"mm": MM, "test": TEST},
+    entry_points={"timm.models": []},
+)
