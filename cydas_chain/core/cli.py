@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Callable
 
 from .errors import CydasError
+
+# timm decorates a few helpers with torch.jit.script at import; torch 2.14 warns about each use.
+# Harmless for us and noise on every tool's stderr, so the tools (only) hide that one message.
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
 EXIT_USER_ERROR = 2
 

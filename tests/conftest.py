@@ -1,0 +1,39 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Tests never write to the user's cache: the embedded dataset and any other cache go to a tmp dir.
+os.environ.setdefault("XDG_CACHE_HOME", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"cydas-test-cache-{os.getpid()}"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+def run_tool(*args, cwd=ROOT, timeout=600, env=None, check=False):
+    """Run ``python tools/<script> args...`` as a user would; return the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def assert_one_line_error(proc, *fragments):
+    """A tool failed the way bad input should fail: exit 2 and a single 'error: ...' line."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1, f"expected one 'error:' line, got:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for frag in fragments:
+        assert frag in errors[0], f"{frag!r} not in {errors[0]!r}"

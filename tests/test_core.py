@@ -1,0 +1,160 @@
+"""The shared core: counting, distillation, checkpoints, data, metrics."""
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cydas_chain.core import (CheckpointError, DataError, count_macs, load_checkpoint,
+                              load_model_weights, save_checkpoint, soft_target_kl)
+from cydas_chain.core.data import (SHAPE_CLASSES, make_shapes_folder, stratified_split,
+                                   train_val_folders)
+from cydas_chain.core.logging import MetricWriter
+from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
+
+
+# ---- counting --------------------------------------------------------------------------------
+def test_count_macs_matches_hand_count():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(8 * 8 * 8, 5))
+    cost = count_macs(model, input_size=8)
+    conv = 8 * 3 * 3 * 3 * 8 * 8  # out_ch * in_ch * k * k * H * W
+    linear = 8 * 8 * 8 * 5
+    assert cost.fvcore_macs == conv + linear
+    assert cost.params == 8 * 3 * 9 + 8 * 8 * 8 * 5 + 5
+    assert abs(cost.thop_macs - cost.fvcore_macs) <= 5  # thop also counts the bias adds
+
+
+def test_count_macs_leaves_model_untouched():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    keys = set(model.state_dict())
+    count_macs(model, (16, 12))
+    assert model.training and set(model.state_dict()) == keys  # thop's buffers stay on its copy
+
+
+# ---- distillation -----------------------------------------------------------------------------
+def test_soft_target_kl_against_hand_computation():
+    s = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    t = torch.tensor([[0.5, 1.5, 2.0], [1.0, 0.0, 0.0]])
+    T = 2.0
+    expected = 0.0
+    for si, ti in zip(s.tolist(), t.tolist()):
+        ps = [math.exp(v / T) for v in si]
+        pt = [math.exp(v / T) for v in ti]
+        ps = [v / sum(ps) for v in ps]
+        pt = [v / sum(pt) for v in pt]
+        expected += sum(b * math.log(b / a) for a, b in zip(ps, pt))
+    expected = expected / 2 * T * T
+    assert soft_target_kl(s, t, T).item() == pytest.approx(expected, rel=1e-5)
+    assert soft_target_kl(t, t, T).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_soft_target_kl_does_not_train_the_teacher():
+    s = torch.randn(4, 10, requires_grad=True)
+    t = torch.randn(4, 10, requires_grad=True)
+    soft_target_kl(s, t, 4.0).backward()
+    assert s.grad is not None and s.grad.abs().sum() > 0
+    assert t.grad is None
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+def test_checkpoint_roundtrip_and_errors(tmp_path):
+    path = tmp_path / "ck.pth"
+    save_checkpoint({"step": 3, "w": torch.arange(4.0), "rng": rng_state()}, path)
+    state = load_checkpoint(path)
+    assert state["step"] == 3 and torch.equal(state["w"], torch.arange(4.0))
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(tmp_path / "empty.pth")
+    (tmp_path / "bad.pth").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(tmp_path / "bad.pth")
+
+
+def test_interrupted_save_keeps_previous_checkpoint(tmp_path):
+    path = tmp_path / "last.pth"
+    save_checkpoint({"step": 1}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint({"step": 2, "x": Boom()}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temp file left behind
+
+
+def test_load_model_weights_reports_mismatch(tmp_path):
+    a, b = nn.Linear(4, 3), nn.Linear(4, 5)
+    save_checkpoint({"state_dict": a.state_dict()}, tmp_path / "a.pth")
+    with pytest.raises(CheckpointError, match="differ in shape"):
+        load_model_weights(b, tmp_path / "a.pth")
+    c = nn.Linear(4, 3)
+    load_model_weights(c, tmp_path / "a.pth")
+    assert torch.equal(c.weight, a.weight)
+
+
+def test_rng_state_restores_every_generator():
+    seed_everything(7)
+    state = rng_state()
+    first = (np.random.rand(), torch.rand(2), __import__("random").random())
+    set_rng_state(state)
+    second = (np.random.rand(), torch.rand(2), __import__("random").random())
+    assert first[0] == second[0] and torch.equal(first[1], second[1]) and first[2] == second[2]
+
+
+# ---- data ------------------------------------------------------------------------------------
+def test_shapes_dataset_is_deterministic_and_loadable(tmp_path):
+    a = make_shapes_folder(tmp_path / "a", train_per_class=3, val_per_class=2, image_size=16, seed=1)
+    b = make_shapes_folder(tmp_path / "b", train_per_class=3, val_per_class=2, image_size=16, seed=1)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert len(files) == len(SHAPE_CLASSES) * 5
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    train, val, classes = train_val_folders(a)
+    assert classes == sorted(SHAPE_CLASSES) and len(train) == 30 and len(val) == 20
+    img, label = train[0]
+    assert img.size == (16, 16) and label == 0
+
+
+def test_held_out_split_is_stratified_and_disjoint(tmp_path):
+    make_shapes_folder(tmp_path, train_per_class=10, val_per_class=1, image_size=8)
+    import shutil
+    shutil.rmtree(tmp_path / "val")
+    train, val, _ = train_val_folders(tmp_path, val_fraction=0.2)
+    assert len(train) == 80 and len(val) == 20
+    assert not set(train.indices) & set(val.indices)
+    counts = np.bincount([val.dataset.targets[i] for i in val.indices])
+    assert counts.tolist() == [2] * 10
+    with pytest.raises(DataError):
+        stratified_split([0, 1, 1], 0.5)  # class 0 has one image
+
+
+def test_data_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        train_val_folders(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        train_val_folders(tmp_path / "empty")
+    root = make_shapes_folder(tmp_path / "s", train_per_class=2, val_per_class=2, image_size=8)
+    import shutil
+    shutil.rmtree(root / "val" / "disc")
+    with pytest.raises(DataError, match="absent from val: disc"):
+        train_val_folders(root)
+
+
+def test_metric_writer_appends_and_truncates(tmp_path):
+    w = MetricWriter(tmp_path, tensorboard=False)
+    for step in range(5):
+        w.write(step, {"loss": 1.0 / (step + 1)})
+    w.truncate_after(2)
+    w = MetricWriter(tmp_path, tensorboard=False)  # a resumed run
+    w.write(3, {"loss": 0.1})
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    assert float(rows[-1]["loss"]) == 0.1
