@@ -4,6 +4,8 @@ Install for use:          pip install -e .
 With detection/segmentation (needs mmcv 2.1.0 built first, see ./run):
                           pip install -e .[mm]
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # The versions below are the ones the suite is tested with.  timm is pinned exactly because
@@ -35,7 +37,7 @@ setup(
     name="cydas_chain",
     version="0.1.0",
     description="CyDAS architecture search for mobile backbones, with timm / MMDetection / MMSegmentation integration",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["cydas_chain", "cydas_chain.*"]),
@@ -43,5 +45,4 @@ setup(
     package_data={"cydas_chain": ["**/*.json"]},
     install_requires=CORE,
     extras_require={"mm": MM, "test": TEST},
-    entry_points={"timm.models": []},
 )
