@@ -3,3 +3,4 @@ from .chain_arch import LAYOUT, OPS, PUBLISHED, SKIP, ChainArch, resolve_arch
 from .cydas import create_chain_model
 
 __all__ = ["LAYOUT", "OPS", "PUBLISHED", "SKIP", "ChainArch", "resolve_arch", "create_chain_model"]
+from ..darts import timm_models  # noqa: F401,E402  (registers cydas_darts_cifar / cydas_darts_imagenet)
