@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Train an MMDetection or MMSegmentation config with the mmengine Runner (as their tools/train.py).
+
+The config's default_scope ('mmdet' or 'mmseg') picks the library.
+
+Examples:
+  python tools/train.py mm_configs/retinanet_cydas_b.py
+  python tools/train.py mm_configs/retinanet_cydas_b.py --data-root /datasets/coco/ --resume
+  torchrun --nproc_per_node 8 tools/train.py mm_configs/retinanet_cydas_b.py --launcher pytorch
+  python tools/train.py mm_configs/lraspp_cydas_b_cityscapes.py \\
+      --cfg-options model.backbone.arch=runs/search_chain/arch.json norm_cfg.type=BN
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cydas_chain.core.cli import run_tool  # noqa: E402
+
+
+def main(argv=None) -> int:
+    from cydas_chain.mm import runner
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="mm config file (e.g. mm_configs/retinanet_cydas_b.py)")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
+                        help="resume training: alone, from the latest checkpoint of the work dir; "
+                             "or from the CHECKPOINT given")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (GPU)")
+    parser.add_argument("--data-root", help="dataset folder for every split (default: the config's, "
+                                            "e.g. data/coco/)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config entries, e.g. train_cfg.max_epochs=1 "
+                             "model.backbone.init_cfg=None")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                        help="job launcher: 'pytorch' under torchrun (default: none)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+
+    runner.train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
+                 cfg_options=args.cfg_options, data_root=args.data_root, launcher=args.launcher)
+    return 0
+
+
+if __name__ == "__main__":
+    run_tool(main)
