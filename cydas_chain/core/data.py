@@ -174,3 +174,66 @@ def seeded_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100 from the standard "python version" pickle batches on disk (no download).
+# --------------------------------------------------------------------------------------------
+CIFAR_LAYOUT = {
+    # classes: (folder name, train files, test files, meta file, label key, class-name key)
+    10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta",
+         "labels", "label_names"),
+    100: ("cifar-100-python", ["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
+}
+
+
+def _unpickle(path: Path) -> dict:
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+    except Exception as e:  # truncated or not a pickle
+        raise DataError(f"cannot read CIFAR batch {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"CIFAR batch {path} holds a {type(d).__name__}, expected a dict")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+def cifar_dataset(root: os.PathLike, num_classes: int = 10, train: bool = True,
+                  transform: Optional[Callable] = None) -> TensorImageDataset:
+    """CIFAR-10 (``num_classes=10``) or CIFAR-100 read from the python pickle batches.
+
+    ``root`` is the folder holding the batches (``data_batch_1..5``, ``test_batch``, ``batches.meta``;
+    CIFAR-100: ``train``, ``test``, ``meta``) or its parent holding ``cifar-10-batches-py`` /
+    ``cifar-100-python`` as unpacked from the official archives.  Nothing is downloaded.
+    """
+    if num_classes not in CIFAR_LAYOUT:
+        raise DataError(f"CIFAR has 10 or 100 classes, not {num_classes}")
+    folder, train_files, test_files, meta_file, label_key, names_key = CIFAR_LAYOUT[num_classes]
+    root = Path(root)
+    if (root / folder).is_dir():
+        root = root / folder
+    files = train_files if train else test_files
+    missing = [f for f in files + [meta_file] if not (root / f).is_file()]
+    if missing:
+        raise DataError(
+            f"CIFAR-{num_classes} not found in {root} (missing {', '.join(missing[:3])}): unpack the python "
+            f"version of the dataset (cifar-{num_classes}-python.tar.gz from "
+            f"https://www.cs.toronto.edu/~kriz/cifar.html) so that {root}/{folder}/{files[0]} exists")
+    images, labels = [], []
+    for name in files:
+        d = _unpickle(root / name)
+        if "data" not in d or label_key not in d:
+            raise DataError(f"CIFAR batch {root / name} lacks 'data' or '{label_key}'")
+        data = np.asarray(d["data"], dtype=np.uint8)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(d[label_key]) != len(data):
+            raise DataError(f"CIFAR batch {root / name}: expected N x 3072 images with N labels, "
+                            f"got {data.shape} and {len(d[label_key])} labels")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.extend(int(t) for t in d[label_key])
+    meta = _unpickle(root / meta_file)
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(names_key, [])]
+    if len(classes) != num_classes:
+        raise DataError(f"CIFAR meta file {root / meta_file} lists {len(classes)} classes, expected {num_classes}")
+    return TensorImageDataset(np.ascontiguousarray(np.concatenate(images)), labels, transform, classes)

@@ -81,7 +81,8 @@ class AuxiliaryHead(nn.Sequential):
 
 class DartsEvalNetwork(nn.Module):
     """``layers`` cells of ``genotype`` (reductions at 1/3 and 2/3), classifier, optional auxiliary head
-    (after the cell at 2/3 of the depth) and optional per-stage embedding heads (for the search)."""
+    (after the cell at 2/3 of the depth) and optional per-stage embedding heads (the distillation
+    teacher's, in the cyclic search; they read detached features)."""
 
     def __init__(self, genotype: Genotype, c: int = 36, num_classes: int = 10, layers: int = 20,
                  stem: str = "cifar", auxiliary: bool = True, drop_path_rate: float = 0.0,
@@ -130,7 +131,9 @@ class DartsEvalNetwork(nn.Module):
             if i == self.aux_index and self.auxiliary is not None and self.training:
                 aux = self.auxiliary(s1)
             if self.embed is not None and i in self.stage_ends:
-                stages.append(self.embed[len(stages)](s1))
+                # the teacher's embeddings read detached features: they are trained as probes
+                # (cross-entropy) and never change the network they read
+                stages.append(self.embed[len(stages)](s1.detach()))
         return {"logits": self.forward_head(s1), "aux": aux, "stages": stages}
 
     # ---- timm-style interface --------------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""Datasets of the cell search and retraining: CIFAR pickle batches, ImageNet-style folders, or the
+embedded synthetic "shapes" set (a smoke-test default, not a benchmark)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+from torchvision import transforms as T
+
+from ..core.data import cifar_dataset, default_data_root, image_folder, make_shapes_folder, stratified_split
+from ..core.errors import DataError
+
+DATASETS = ("cifar10", "cifar100", "imagenet")
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+EMBEDDED_IMAGE_SIZE = 16
+
+
+def embedded_root(image_size: int = EMBEDDED_IMAGE_SIZE) -> Path:
+    """The embedded default: 10 procedurally drawn classes, 40 train + 10 test images each."""
+    root = default_data_root().parent / f"shapes_darts{image_size}"
+    return make_shapes_folder(root, train_per_class=40, val_per_class=10, image_size=image_size, seed=0)
+
+
+class Cutout:
+    """Zero one random ``length`` x ``length`` square of a tensor image (DARTS' CIFAR recipe)."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        y0, y1 = max(0, cy - self.length // 2), min(h, cy + self.length // 2)
+        x0, x1 = max(0, cx - self.length // 2), min(w, cx + self.length // 2)
+        img = img.clone()
+        img[..., y0:y1, x0:x1] = 0.0
+        return img
+
+
+def cifar_like_transforms(image_size: int, train: bool, cutout: int = 0):
+    """Pad-crop and flip (training), tensor, CIFAR normalisation, optional cutout."""
+    tf = [T.RandomCrop(image_size, padding=image_size // 8), T.RandomHorizontalFlip()] if train else []
+    tf += [T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    if train and cutout > 0:
+        tf.append(Cutout(cutout))
+    return T.Compose(tf)
+
+
+def imagenet_search_transforms(image_size: int, train: bool):
+    if train:
+        return T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(),
+                          T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return T.Compose([T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size), T.ToTensor(),
+                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _num_classes(dataset: str) -> int:
+    return {"cifar10": 10, "cifar100": 100}.get(dataset, 0)
+
+
+def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int = 0,
+                  fraction: float = 1.0) -> Tuple[Dataset, Dataset, list, str]:
+    """The two halves of the training images: (train -> w_S, val -> alpha and w_E, classes, description).
+
+    ``fraction`` < 1 first keeps that share of every class (ImageNet: 0.2 gives 10% + 10%).
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
+    if data is None:
+        root = embedded_root(image_size)
+        full = image_folder(root / "train", cifar_like_transforms(image_size, True))
+        desc = f"embedded synthetic 'shapes' set ({root}), {len(full)} training images of {image_size}px"
+    elif dataset.startswith("cifar"):
+        full = cifar_dataset(data, _num_classes(dataset), train=True, transform=cifar_like_transforms(32, True))
+        desc = f"{dataset} training images from {data}"
+    else:
+        root = Path(data)
+        full = image_folder(root / "train" if (root / "train").is_dir() else root,
+                            imagenet_search_transforms(image_size, True))
+        desc = f"ImageNet-style folder {data}"
+    targets = np.asarray(full.targets)
+    idx = np.arange(len(targets))
+    if fraction < 1.0:
+        _, keep = stratified_split(targets, fraction, seed)
+        idx = idx[keep]
+    first, second = stratified_split(targets[idx], 0.5, seed)
+    train, val = Subset(full, idx[first].tolist()), Subset(full, idx[second].tolist())
+    return train, val, list(full.classes), f"{desc}; split {len(train)} (w_S) + {len(val)} (alpha, w_E)"
+
+
+def train_test_sets(dataset: str, data: Optional[Path], image_size: int, cutout: int = 0,
+                    train_transform=None, test_transform=None) -> Tuple[Dataset, Dataset, list, str]:
+    """Training and test sets of the retraining (train_cell): CIFAR train/test batches, DIR/train + DIR/val,
+    or the embedded set."""
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
+    if data is None or dataset.startswith("cifar"):
+        train_tf = train_transform or cifar_like_transforms(image_size, True, cutout)
+        test_tf = test_transform or cifar_like_transforms(image_size, False)
+    else:
+        train_tf, test_tf = train_transform, test_transform
+    if data is None:
+        root = embedded_root(image_size)
+        train, test = image_folder(root / "train", train_tf), image_folder(root / "val", test_tf)
+        return train, test, list(train.classes), f"embedded synthetic 'shapes' set ({root})"
+    if dataset.startswith("cifar"):
+        n = _num_classes(dataset)
+        train = cifar_dataset(data, n, train=True, transform=train_tf)
+        test = cifar_dataset(data, n, train=False, transform=test_tf)
+        return train, test, list(train.classes), f"{dataset} from {data}"
+    root = Path(data)
+    if not (root / "val").is_dir():
+        raise DataError(f"ImageNet-style data needs {root}/train/<class>/ and {root}/val/<class>/")
+    train, test = image_folder(root / "train", train_tf), image_folder(root / "val", test_tf)
+    if train.classes != test.classes:
+        raise DataError(f"class folders of {root}/train and {root}/val differ")
+    return train, test, list(train.classes), f"ImageNet-style folder {data}"

@@ -1,0 +1,403 @@
+"""The cyclic search (CyDAS Algorithm 1) in the DARTS and NAS-Bench-201 cell spaces.
+
+Two networks are trained in turn:
+
+* the **search network** (mixed ops weighted by softmax(alpha)), weights ``w_S``;
+* the **evaluation network**, built from the discretized alpha, weights ``w_E``.
+
+Every ``update_every`` steps (S_U) alpha is discretized; when the genotype changed, the evaluation
+network is rebuilt and inherits the trained weights of every (cell, edge, op) it shares with any
+earlier one (a weight bank keyed by parameter name, see :mod:`.eval_net`); it is then trained for
+``eval_steps`` steps (S_E) on the val split (Eq. 7).  Every step then:
+
+1. on a val batch, alpha and ``w_E`` are updated jointly by Adam, minimising
+   ``L^S_val + L^E_val + lambda * L^{S,E}_val + lambda' * ||alpha_skip||_1`` (Eq. 8, 11), where
+   ``L^{S,E}`` is the stage-wise KL of the search network's embeddings to the evaluation network's
+   soft targets at T=2, x T² (Eq. 9-10, the teacher detached);
+2. on a train batch, ``w_S`` is updated by SGD with cross-entropy (Eq. 6).
+
+The teacher's embedding heads are probes: they read detached features and are trained with
+cross-entropy alongside ``w_E``; the student's embedding heads are trained with alpha.
+``cyclic=False`` switches the evaluation network and the distillation off, which leaves
+first-order DARTS (the benchmark's baseline).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.distributed import all_reduce_sum, get_rank, get_world_size, is_main_process
+from ..core.errors import CheckpointError
+from ..core.logging import progress
+from ..core.seed import rng_state, set_rng_state
+from .embedding import stage_distillation_loss
+from .eval_net import DartsEvalNetwork, inherit_weights
+from .genotypes import Genotype
+from .nb201 import NB201Genotype, NB201Network, NB201SearchNetwork
+from .search_net import DartsSearchNetwork
+
+__all__ = ["SearchConfig", "CyclicSearcher", "l1_weight_at", "PRESETS"]
+
+
+@dataclass
+class SearchConfig:
+    space: str = "darts"  # darts | nb201
+    num_classes: int = 10
+    stem: str = "cifar"  # cifar | imagenet (DARTS space)
+    # search network (DARTS: 8 cells, C=16; NB201: 5 cells a stage, C=16)
+    c: int = 16
+    layers: int = 8
+    # evaluation network (DARTS: CIFAR 20 cells C=36, ImageNet 14 cells C=48; NB201: like the search net)
+    eval_c: int = 36
+    eval_layers: int = 20
+    embed_hidden: int = 128
+    # schedule
+    epochs: int = 30
+    pretrain_epochs: int = 0  # epochs that train w_S only (ImageNet: 10)
+    update_every: int = 0  # S_U in steps; 0 = one epoch
+    eval_steps: int = 0  # S_E in steps; 0 = one epoch
+    # w_S (and w_E in its S_E phase): SGD, cosine to w_lr_min over the epochs
+    w_lr: float = 0.1
+    w_lr_min: float = 1e-3
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    # alpha and w_E jointly: Adam
+    arch_lr: float = 3e-4
+    arch_betas: Tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 3e-4
+    # losses
+    distill_weight: float = 4.0  # lambda
+    temperature: float = 2.0
+    l1_weight: float = 5.0  # lambda' at the start (DARTS space only)
+    l1_decay_fraction: float = 2 / 3  # lambda' reaches 0 after this share of the epochs (20 of 30)
+    cyclic: bool = True  # False: first-order DARTS (no evaluation network, no distillation)
+    # data
+    batch_size: int = 64
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "SearchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"unknown search-config key(s): {', '.join(unknown)}")
+        d = dict(d)
+        if "arch_betas" in d:
+            d["arch_betas"] = tuple(d["arch_betas"])
+        return cls(**d)
+
+    @property
+    def use_l1(self) -> bool:
+        """NAS-Bench-201's rules forbid the skip penalty; it also belongs to the cyclic method only."""
+        return self.cyclic and self.space == "darts" and self.l1_weight > 0
+
+
+# Defaults of the paper's settings (DARTS space); the tool applies one and lets options override it.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "cifar": dict(stem="cifar", c=16, layers=8, eval_c=36, eval_layers=20, epochs=30, w_lr=0.1,
+                  w_weight_decay=3e-4, batch_size=64),
+    "imagenet": dict(stem="imagenet", c=16, layers=8, eval_c=48, eval_layers=14, epochs=30, pretrain_epochs=10,
+                     w_lr=0.8, w_weight_decay=3e-5, batch_size=1024),
+    "nb201": dict(space="nb201", c=16, layers=5, eval_c=16, eval_layers=5, epochs=50, w_lr=0.1,
+                  w_weight_decay=3e-4, batch_size=64),
+    # the embedded default: a couple of minutes on a CPU; a smoke run, not a search
+    "tiny": dict(stem="cifar", c=8, layers=5, eval_c=8, eval_layers=5, embed_hidden=32, epochs=4,
+                 batch_size=32, w_lr=0.05),
+}
+
+
+def l1_weight_at(epoch: int, cfg: SearchConfig) -> float:
+    """lambda' of Eq. 11: linear from ``l1_weight`` at epoch 0 to 0 at ``l1_decay_fraction`` of the
+    epochs, then 0 (5 -> 0 over the first 20 of 30 epochs)."""
+    if not cfg.use_l1:
+        return 0.0
+    decay_epochs = cfg.l1_decay_fraction * cfg.epochs
+    if decay_epochs <= 0 or epoch >= decay_epochs:
+        return 0.0
+    return cfg.l1_weight * (1.0 - epoch / decay_epochs)
+
+
+def _cycle(loader_fn: Callable[[int], DataLoader]) -> Iterator:
+    """Batches of successive passes (pass k built by ``loader_fn(k)``), forever."""
+    k = 0
+    while True:
+        yield from loader_fn(k)
+        k += 1
+
+
+class CyclicSearcher:
+    """Runs Algorithm 1 on ``train_set`` (w_S) and ``val_set`` (alpha, w_E); see the module doc."""
+
+    def __init__(self, cfg: SearchConfig, train_set: Dataset, val_set: Dataset,
+                 device: torch.device | str = "cpu", out_dir: Optional[Path] = None, num_workers: int = 0,
+                 logger=None, metrics=None):
+        self.cfg, self.device = cfg, torch.device(device)
+        self.train_set, self.val_set = train_set, val_set
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.num_workers, self.logger, self.metrics = num_workers, logger, metrics
+        torch.manual_seed(cfg.seed)
+        self.search_net = self._make_search_net().to(self.device)
+        student_heads = list(self.search_net.embed.parameters()) if self.search_net.embed is not None else []
+        head_ids = {id(p) for p in student_heads}
+        self.w_params = [p for p in self.search_net.weight_parameters() if id(p) not in head_ids]
+        self.w_opt = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
+                                     weight_decay=cfg.w_weight_decay)
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, max(1, cfg.epochs),
+                                                                  eta_min=cfg.w_lr_min)
+        # alpha (and the student's embedding heads) by Adam; w_E gets the same Adam in _make_eval_opts
+        self.arch_opt = torch.optim.Adam(self.search_net.arch_parameters() + student_heads, lr=cfg.arch_lr,
+                                         betas=cfg.arch_betas, weight_decay=cfg.arch_weight_decay)
+        self.eval_net: Optional[nn.Module] = None
+        self.eval_genotype = None
+        self.eval_sgd = self.eval_adam = None
+        self.weight_bank: Dict[str, torch.Tensor] = {}
+        self.epoch, self.global_step = 0, 0
+        self.alpha_history: List[Dict[str, Any]] = []
+        self.genotype_history: List[Dict[str, Any]] = []
+        self.last_inheritance: Dict[str, list] = {"inherited": [], "fresh": []}
+
+    # ---- networks -----------------------------------------------------------------------------
+    def _make_search_net(self) -> nn.Module:
+        c = self.cfg
+        embed = c.embed_hidden if c.cyclic else None
+        if c.space == "nb201":
+            return NB201SearchNetwork(c.c, c.layers, c.num_classes, embed_hidden=embed)
+        return DartsSearchNetwork(c.c, c.num_classes, c.layers, stem=c.stem, embed_hidden=embed)
+
+    def _make_eval_net(self, genotype) -> nn.Module:
+        c = self.cfg
+        if c.space == "nb201":
+            return NB201Network(genotype, c.eval_c, c.eval_layers, c.num_classes, embed_hidden=c.embed_hidden)
+        return DartsEvalNetwork(genotype, c.eval_c, c.num_classes, c.eval_layers, stem=c.stem, auxiliary=False,
+                                embed_hidden=c.embed_hidden)
+
+    def _genotype_from_dict(self, d: Dict[str, Any]):
+        return NB201Genotype.from_dict(d) if self.cfg.space == "nb201" else Genotype.from_dict(d)
+
+    def _make_eval_opts(self) -> None:
+        c = self.cfg
+        params = list(self.eval_net.parameters())
+        lr = self.w_opt.param_groups[0]["lr"]
+        self.eval_sgd = torch.optim.SGD(params, lr, momentum=c.w_momentum, weight_decay=c.w_weight_decay)
+        self.eval_adam = torch.optim.Adam(params, c.arch_lr, betas=c.arch_betas, weight_decay=c.arch_weight_decay)
+
+    def regenerate(self, genotype) -> bool:
+        """Build the evaluation network of ``genotype`` (inheriting shared weights); False if unchanged."""
+        if self.eval_net is not None and genotype == self.eval_genotype:
+            return False
+        if self.eval_net is not None:
+            self.weight_bank.update({k: v.detach().clone() for k, v in self.eval_net.state_dict().items()})
+        net = self._make_eval_net(genotype).to(self.device)
+        self.last_inheritance = inherit_weights(net, self.weight_bank)
+        self.eval_net, self.eval_genotype = net, genotype
+        self._make_eval_opts()
+        return True
+
+    # ---- data ---------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, seed: int, epoch: int) -> DataLoader:
+        sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=True,
+                                     seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True,
+                          num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+
+    def steps_per_epoch(self) -> int:
+        per_rank = min(len(self.train_set), len(self.val_set)) // get_world_size()
+        return per_rank // self.cfg.batch_size
+
+    # ---- one step of each kind ----------------------------------------------------------------
+    def _sync(self, params) -> None:
+        """Average gradients over DDP ranks (a no-op in one process)."""
+        world = get_world_size()
+        if world == 1:
+            return
+        for p in params:
+            if p.grad is not None:
+                all_reduce_sum(p.grad).div_(world)
+
+    def train_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Eq. 7: w_E (and its embedding probes) by SGD with cross-entropy on a val batch."""
+        self.eval_net.train()
+        out = self.eval_net.forward_all(x)
+        loss = F.cross_entropy(out["logits"], y) + sum(F.cross_entropy(s, y) for s in out["stages"])
+        self.eval_sgd.zero_grad(set_to_none=True)
+        loss.backward()
+        params = list(self.eval_net.parameters())
+        self._sync(params)
+        nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.eval_sgd.step()
+        return loss.item()
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor, l1_weight: float) -> Dict[str, float]:
+        """Eq. 8 (+ Eq. 11): alpha and w_E jointly by Adam on a val batch."""
+        self.search_net.train()
+        out_s = self.search_net.forward_all(x)
+        loss_s = F.cross_entropy(out_s["logits"], y)
+        logs = {"loss_search_val": loss_s.item(), "acc_search_val": _acc(out_s["logits"], y)}
+        loss = loss_s
+        params = list(self.search_net.arch_parameters())
+        if self.cfg.cyclic:
+            self.eval_net.train()
+            out_e = self.eval_net.forward_all(x)
+            loss_e = F.cross_entropy(out_e["logits"], y)
+            probes = sum(F.cross_entropy(s, y) for s in out_e["stages"])
+            distill = stage_distillation_loss(out_s["stages"], out_e["stages"], self.cfg.temperature)
+            loss = loss + loss_e + probes + self.cfg.distill_weight * distill
+            logs.update(loss_eval_val=loss_e.item(), acc_eval_val=_acc(out_e["logits"], y),
+                        loss_distill=distill.item())
+            params += list(self.search_net.embed.parameters()) + list(self.eval_net.parameters())
+        if l1_weight > 0:
+            l1 = self.search_net.skip_alpha_l1()
+            loss = loss + l1_weight * l1
+            logs["alpha_skip_l1"] = l1.item()
+        self.arch_opt.zero_grad(set_to_none=True)
+        if self.cfg.cyclic:
+            self.eval_adam.zero_grad(set_to_none=True)
+        loss.backward()
+        self._sync(params)
+        self.arch_opt.step()
+        if self.cfg.cyclic:
+            nn.utils.clip_grad_norm_(list(self.eval_net.parameters()), self.cfg.grad_clip)
+            self.eval_adam.step()
+        return logs
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, float]:
+        """Eq. 6: w_S by SGD with cross-entropy on a train batch (alpha fixed)."""
+        self.search_net.train()
+        logits = self.search_net(x)
+        loss = F.cross_entropy(logits, y)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._sync(self.w_params)
+        nn.utils.clip_grad_norm_(self.w_params, self.cfg.grad_clip)
+        self.w_opt.step()
+        for p in self.search_net.arch_parameters():  # the w_S loss must not leave gradients on alpha
+            p.grad = None
+        return {"loss_search_train": loss.item(), "acc_search_train": _acc(logits, y)}
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def _record_genotype(self, genotype, changed: bool) -> None:
+        self.genotype_history.append({"epoch": self.epoch, "step": self.global_step, "changed": changed,
+                                      "genotype": genotype.to_dict()})
+
+    def train_eval_phase(self, steps: int, val_batches: Iterator) -> float:
+        total = 0.0
+        for _ in range(steps):
+            x, y = next(val_batches)
+            total += self.train_eval_step(x.to(self.device), y.to(self.device))
+        return total / max(1, steps)
+
+    def run_epoch(self) -> Dict[str, float]:
+        cfg, epoch = self.cfg, self.epoch
+        n_steps = self.steps_per_epoch()
+        update_every = cfg.update_every or n_steps
+        eval_steps = cfg.eval_steps or n_steps
+        searching = epoch >= cfg.pretrain_epochs
+        l1_w = l1_weight_at(epoch - cfg.pretrain_epochs, cfg) if searching else 0.0
+        train_it = iter(self._loader(self.train_set, cfg.seed, epoch))
+        val_it = iter(self._loader(self.val_set, cfg.seed + 1, epoch))
+        # the S_E phase draws its own passes over the val split
+        eval_it = _cycle(lambda k: self._loader(self.val_set, cfg.seed + 2, epoch * 1000 + k))
+        sums: Dict[str, float] = {}
+        eval_phase_losses = []
+        bar = progress(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
+        for _ in bar:
+            if searching and cfg.cyclic and self.global_step % update_every == 0:
+                genotype = self.search_net.genotype()
+                changed = self.regenerate(genotype)
+                self._record_genotype(genotype, changed)
+                eval_phase_losses.append(self.train_eval_phase(eval_steps, eval_it))
+            xv, yv = (t.to(self.device) for t in next(val_it))
+            xt, yt = (t.to(self.device) for t in next(train_it))
+            logs = self.arch_step(xv, yv, l1_w) if searching else {}
+            logs.update(self.weight_step(xt, yt))
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            self.global_step += 1
+            bar.set_postfix(loss=f"{logs['loss_search_train']:.3f}")
+        bar.close()
+        self.w_sched.step()
+        for group in (self.eval_sgd.param_groups if self.eval_sgd else []):
+            group["lr"] = self.w_opt.param_groups[0]["lr"]
+        metrics = {k: v / max(1, n_steps) for k, v in sums.items()}
+        if eval_phase_losses:
+            metrics["loss_eval_phase"] = sum(eval_phase_losses) / len(eval_phase_losses)
+        metrics.update(lr=self.w_opt.param_groups[0]["lr"], l1_weight=l1_w)
+        self.epoch += 1
+        self.alpha_history.append({"epoch": self.epoch, **{k: v.cpu() for k, v in self.search_net.alphas().items()}})
+        return metrics
+
+    def run(self, checkpoint: Optional[Path] = None, stop_after: Optional[int] = None,
+            on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None):
+        """Search until ``cfg.epochs`` (or ``stop_after`` more epochs); checkpoint after every epoch."""
+        done = 0
+        while self.epoch < self.cfg.epochs and (stop_after is None or done < stop_after):
+            metrics = self.run_epoch()
+            done += 1
+            if checkpoint is not None and is_main_process():
+                save_checkpoint(self.state_dict(), checkpoint)
+            if on_epoch is not None:
+                on_epoch(self.epoch, metrics)
+        return self.search_net.genotype()
+
+    # ---- checkpoint ---------------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        state = {
+            "kind": "cydas_cell_search", "config": asdict(self.cfg), "epoch": self.epoch,
+            "global_step": self.global_step, "search_net": self.search_net.state_dict(),
+            "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
+            "arch_opt": self.arch_opt.state_dict(), "weight_bank": dict(self.weight_bank),
+            "alpha_history": self.alpha_history, "genotype_history": self.genotype_history,
+            "rng": rng_state(),
+        }
+        state["config"]["arch_betas"] = list(self.cfg.arch_betas)
+        if self.eval_net is not None:
+            state.update(eval_genotype=self.eval_genotype.to_dict(), eval_net=self.eval_net.state_dict(),
+                         eval_sgd=self.eval_sgd.state_dict(), eval_adam=self.eval_adam.state_dict())
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any], source: str = "checkpoint") -> None:
+        if state.get("kind") != "cydas_cell_search":
+            raise CheckpointError(f"{source} is not a cell-search checkpoint")
+        saved = SearchConfig.from_dict(state["config"])
+        structural = ("space", "num_classes", "stem", "c", "layers", "eval_c", "eval_layers", "embed_hidden",
+                      "cyclic")
+        diff = [k for k in structural if getattr(saved, k) != getattr(self.cfg, k)]
+        if diff:
+            k = diff[0]
+            raise CheckpointError(f"{source} was written by a different search ({k}: "
+                                  f"{getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} now)")
+        try:
+            self.search_net.load_state_dict(state["search_net"])
+            self.w_opt.load_state_dict(state["w_opt"])
+            self.w_sched.load_state_dict(state["w_sched"])
+            self.arch_opt.load_state_dict(state["arch_opt"])
+            self.weight_bank = dict(state["weight_bank"])
+            if "eval_genotype" in state:
+                self.eval_net = None
+                self.regenerate(self._genotype_from_dict(state["eval_genotype"]))
+                self.eval_net.load_state_dict(state["eval_net"])
+                self.eval_sgd.load_state_dict(state["eval_sgd"])
+                self.eval_adam.load_state_dict(state["eval_adam"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{source} does not match this search: {first}") from None
+        self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
+        self.alpha_history, self.genotype_history = list(state["alpha_history"]), list(state["genotype_history"])
+        set_rng_state(state["rng"])
+
+    def resume(self, path: Path) -> None:
+        self.load_state_dict(load_checkpoint(path), source=str(path))
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(1) == y).float().mean())

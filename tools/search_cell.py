@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Cyclic differentiable architecture search (CyDAS) of a cell: DARTS or NAS-Bench-201 space.
+
+Examples:
+  python tools/search_cell.py                                   # embedded synthetic data, tiny, ~minutes on CPU
+  python tools/search_cell.py --dataset cifar10 --data ~/data/cifar10       # the paper's CIFAR-10 setting
+  python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10
+  torchrun --nproc_per_node 8 tools/search_cell.py --dataset imagenet --data ~/data/imagenet
+  python tools/search_cell.py --out runs/search_cell --resume   # continue a killed search
+
+Writes to --out: genotype.json (the final cell), genotype_history.json, alpha_history.json,
+normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.txt, checkpoint.pt.
+
+Without --data the search runs on a small synthetic 10-class "shapes" set with a tiny network
+(preset 'tiny'): it shows the tool working end to end, it is not a search result.  With --data the
+paper's setting of the dataset is the default (preset cifar / imagenet / nb201); every option below
+overrides its preset value.
+"""
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cydas_chain.core.cli import run_tool  # noqa: E402
+from cydas_chain.core.errors import CydasError  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", choices=("darts", "nb201"), default="darts", help="cell search space (default: darts)")
+    p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet"), default="cifar10",
+                   help="cifar10/cifar100: python pickle batches; imagenet: DIR/train/<class>/ (default: cifar10)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset folder; absent: the embedded synthetic set with the 'tiny' preset")
+    p.add_argument("--out", type=Path, default=Path("runs/search_cell"), help="output folder (default: runs/search_cell)")
+    p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
+    p.add_argument("--preset", choices=("tiny", "cifar", "imagenet", "nb201"), default=None,
+                   help="default settings (default: tiny without --data, else the dataset's/space's paper setting)")
+    p.add_argument("--epochs", type=int, help="search epochs (paper: 30; NB201: 50)")
+    p.add_argument("--pretrain-epochs", type=int, help="epochs training w_S only (paper ImageNet: 10)")
+    p.add_argument("--batch-size", type=int, help="batch size per process (paper: CIFAR 64, ImageNet 1024)")
+    p.add_argument("--lr", type=float, help="SGD learning rate of w_S and w_E (paper: CIFAR 0.1, ImageNet 0.8)")
+    p.add_argument("--weight-decay", type=float, help="SGD weight decay (paper: CIFAR 3e-4, ImageNet 3e-5)")
+    p.add_argument("--channels", type=int, help="search network channels (paper: 16)")
+    p.add_argument("--layers", type=int, help="search cells (DARTS: 8) or cells a stage (NB201: 5)")
+    p.add_argument("--eval-channels", type=int, help="evaluation network channels (CIFAR 36, ImageNet 48)")
+    p.add_argument("--eval-layers", type=int, help="evaluation network cells (CIFAR 20, ImageNet 14)")
+    p.add_argument("--update-every", type=int, help="S_U: steps between discretizations (default: one epoch)")
+    p.add_argument("--eval-steps", type=int, help="S_E: evaluation-network steps after each (default: one epoch)")
+    p.add_argument("--distill-weight", type=float, help="lambda of the distillation term (paper: 4)")
+    p.add_argument("--l1-weight", type=float, help="initial lambda' of the skip L1 term (paper: 5; NB201: unused)")
+    p.add_argument("--first-order-darts", action="store_true",
+                   help="switch the evaluation network and distillation off (first-order DARTS baseline)")
+    p.add_argument("--image-size", type=int, help="input size (default: 32 CIFAR, 224 ImageNet, 16 embedded)")
+    p.add_argument("--subset-fraction", type=float,
+                   help="share of every class used before the half/half split (default 1; ImageNet paper 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default: 0)")
+    return p.parse_args(argv)
+
+
+def build_config(args, num_classes: int):
+    from cydas_chain.darts.searcher import PRESETS, SearchConfig
+
+    preset = args.preset or ("tiny" if args.data is None else
+                             "nb201" if args.space == "nb201" else
+                             "imagenet" if args.dataset == "imagenet" else "cifar")
+    values = dict(PRESETS[preset])
+    if args.space == "nb201":
+        values.update(space="nb201", stem="cifar")
+        if preset == "tiny":
+            values.update(layers=1, eval_layers=1)
+        values["eval_c"], values["eval_layers"] = values["c"], values["layers"]
+    overrides = dict(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
+                     w_lr=args.lr, w_weight_decay=args.weight_decay, c=args.channels, layers=args.layers,
+                     eval_c=args.eval_channels, eval_layers=args.eval_layers, update_every=args.update_every,
+                     eval_steps=args.eval_steps, distill_weight=args.distill_weight, l1_weight=args.l1_weight)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.space == "nb201" and args.eval_layers is None and args.layers is not None:
+        values["eval_layers"] = values["layers"]
+    values.update(num_classes=num_classes, seed=args.seed, cyclic=not args.first_order_darts)
+    cfg = SearchConfig(**values)
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise CydasError("--epochs and --batch-size must be at least 1")
+    return cfg, preset
+
+
+def write_outputs(out: Path, searcher) -> None:
+    from cydas_chain.core.checkpoint import atomic_write
+    from cydas_chain.darts.nb201 import NB201_EDGES
+    from cydas_chain.darts.plot import draw_darts_cell, draw_nb201_cell
+
+    def write_json(name, obj):
+        atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+    genotype = searcher.search_net.genotype()
+    write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch})
+    write_json("genotype_history.json", searcher.genotype_history)
+    write_json("alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
+                                      for h in searcher.alpha_history])
+    if searcher.cfg.space == "nb201":
+        draw_nb201_cell(genotype.ops, NB201_EDGES, out / "cell.png", f"NB201 cell, epoch {searcher.epoch}")
+    else:
+        for kind in ("normal", "reduce"):
+            edges, concat = genotype.cell(kind == "reduce")
+            draw_darts_cell(edges, concat, out / f"{kind}.png", f"{kind} cell, epoch {searcher.epoch}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
+    from cydas_chain.core.logging import MetricWriter, get_logger
+    from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
+    from cydas_chain.darts.searcher import CyclicSearcher
+
+    ckpt = args.out / "checkpoint.pt"
+    if args.resume and not ckpt.is_file():
+        raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
+    if not args.resume and ckpt.exists():
+        raise CydasError(f"{args.out} already holds a search; pass --resume to continue it or choose another --out")
+    dist = init_distributed(args.device)
+    try:
+        image_size = args.image_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
+                                         224 if args.dataset == "imagenet" else 32)
+        fraction = args.subset_fraction or 1.0
+        if not 0.0 < fraction <= 1.0:
+            raise CydasError(f"--subset-fraction must be in (0, 1], got {fraction}")
+        train, val, classes, desc = search_splits(args.dataset, args.data, image_size, args.seed, fraction)
+        cfg, preset = build_config(args, len(classes))
+        log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
+        log.info("data: %s", desc)
+        log.info("preset %s, device %s, %d process(es): %s", preset, dist.device, dist.world_size, asdict(cfg))
+        searcher = CyclicSearcher(cfg, train, val, dist.device, args.out, num_workers=args.workers)
+        if searcher.steps_per_epoch() < 1:
+            raise CydasError(f"a batch of {cfg.batch_size} x {dist.world_size} process(es) is larger than "
+                             f"the split ({min(len(train), len(val))} images): lower --batch-size")
+        metrics = MetricWriter(args.out)
+        if args.resume:
+            searcher.resume(ckpt)
+            metrics.truncate_after(searcher.epoch)
+            log.info("resumed at epoch %d (step %d)", searcher.epoch, searcher.global_step)
+
+        def on_epoch(epoch, m):
+            metrics.write(epoch, m)
+            if is_main_process():
+                write_outputs(args.out, searcher)
+            g = searcher.search_net.genotype()
+            log.info("epoch %d/%d %s | genotype %s", epoch, cfg.epochs,
+                     " ".join(f"{k}={v:.4g}" for k, v in m.items()), g)
+
+        searcher.run(checkpoint=ckpt, on_epoch=on_epoch)
+        metrics.close()
+        if is_main_process():
+            write_outputs(args.out, searcher)
+            log.info("final genotype written to %s", args.out / "genotype.json")
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    run_tool(main)
