@@ -1,0 +1,145 @@
+"""Uniform sampling of the paths that meet a budget.
+
+The sampler draws exactly uniformly from the paths whose MACs (at the deployment resolution) lie in
+``[min_macs, max_macs]`` and, optionally, whose parameters and latency stay under their limits.
+
+Plain rejection from the whole space is exact but hopeless for small budgets (below ~170M MACs at
+224 one uniform path in a million is feasible, while the space goes down to ~88M).  So proposals come
+from a *relaxed* set that is counted exactly by dynamic programming: with per-layer MACs rounded
+down to a quantum ``q``, the relaxed set ``S'`` = {paths whose rounded sum lies in a window} contains
+every feasible path, and the DP draws uniformly from ``S'`` layer by layer (each choice with
+probability proportional to the number of completions, with integer arithmetic).  Proposals outside
+the exact budget (or the params / latency limits) are rejected, which leaves exactly the uniform
+distribution on the feasible set.  With 2^14 quantisation levels nearly every proposal is feasible.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from ..core.errors import BudgetError
+from .cost import CostTable
+from .space import CHOICE_MASK, NUM_LAYERS
+
+
+@dataclass(frozen=True)
+class Limit:
+    """An upper limit on a per-layer additive cost (parameters, latency)."""
+
+    name: str
+    table: np.ndarray  # (NUM_LAYERS, NUM_CHOICES)
+    fixed: float
+    limit: float
+    unit: str = ""
+
+    def values(self, paths: np.ndarray) -> np.ndarray:
+        return self.fixed + self.table[np.arange(NUM_LAYERS), paths].sum(1)
+
+    def minimum(self) -> float:
+        return float(self.fixed + np.where(CHOICE_MASK, self.table, np.inf).min(1).sum())
+
+
+def _fmt_m(macs: float) -> str:
+    return f"{macs / 1e6:.1f}M"
+
+
+class PathSampler:
+    """Uniform sampler of budget-feasible paths; seeded, with its state for checkpoints."""
+
+    PROPOSALS = 256  # proposals per round (the draw sequence depends only on the seed)
+    MAX_PROPOSALS = 1 << 22  # give up (infeasible limits) after this many proposals without a hit
+
+    def __init__(self, table: CostTable, max_macs: int, min_macs: int = 0, limits: List[Limit] = (),
+                 seed: int = 0, levels: int = 1 << 14):
+        self.table, self.max_macs, self.min_macs, self.limits = table, int(max_macs), int(min_macs), list(limits)
+        lo, hi = table.macs_range()
+        size = f"{table.input_size[0]}x{table.input_size[1]}"
+        if self.min_macs > self.max_macs:
+            raise BudgetError(f"the minimum MACs {_fmt_m(self.min_macs)} exceed the maximum {_fmt_m(self.max_macs)}")
+        if self.max_macs < lo or self.min_macs > hi:
+            raise BudgetError(f"MACs budget {_fmt_m(self.min_macs)}..{_fmt_m(self.max_macs)} is outside the "
+                              f"feasible range {_fmt_m(lo)}..{_fmt_m(hi)} of the chain space at {size}")
+        for lim in self.limits:
+            if lim.limit < lim.minimum():
+                raise BudgetError(f"{lim.name} limit {lim.limit:g}{lim.unit} is below the smallest "
+                                  f"{lim.name} of the space, {lim.minimum():g}{lim.unit}")
+        self.rng = np.random.default_rng(seed)
+
+        # Relaxed window on the quantised variable MACs (see module doc).
+        var = np.where(CHOICE_MASK, table.macs, 0)
+        self.quantum = max(1, -(-int(var.max(1).sum()) // levels))
+        self.q = var // self.quantum
+        self.upper = min((self.max_macs - table.fixed_macs) // self.quantum, int(self.q.max(1).sum()))
+        self.lower = max(0, -(-(self.min_macs - table.fixed_macs) // self.quantum) - NUM_LAYERS)
+        # cum[l][s]: number of choices for layers l.. whose quantised sum is <= s (cum[NUM_LAYERS] = 1).
+        cum = np.zeros((NUM_LAYERS + 1, self.upper + 1), dtype=np.int64)
+        cum[NUM_LAYERS] = 1
+        for layer in reversed(range(NUM_LAYERS)):
+            for c in np.flatnonzero(CHOICE_MASK[layer]):
+                shift = self.q[layer, c]
+                cum[layer, shift:] += cum[layer + 1, :self.upper + 1 - shift]
+        self.cum = cum
+        self.relaxed_count = int(self._window(0, np.zeros(1, dtype=np.int64), self.lower, self.upper)[0])
+
+    def _window(self, layer: int, prefix: np.ndarray, lo, hi) -> np.ndarray:
+        """Completions from ``layer`` on whose quantised sum lies in [lo - prefix, hi - prefix]."""
+        c = self.cum[layer]
+        b = np.asarray(hi - prefix)
+        a = np.asarray(lo - prefix) - 1
+        top = np.where(b >= 0, c[np.clip(b, 0, self.upper)], 0)
+        bottom = np.where(a >= 0, c[np.clip(a, 0, self.upper)], 0)
+        return top - bottom
+
+    def _propose(self, n: int) -> np.ndarray:
+        """``n`` paths drawn uniformly from the relaxed set."""
+        paths = np.zeros((n, NUM_LAYERS), dtype=np.int64)
+        prefix = np.zeros(n, dtype=np.int64)
+        for layer in range(NUM_LAYERS):
+            q = self.q[layer]
+            w = self._window(layer + 1, prefix[:, None] + q[None, :], self.lower, self.upper)
+            w = np.where(CHOICE_MASK[layer][None, :], w, 0)
+            cw = np.cumsum(w, axis=1)
+            r = self.rng.integers(0, cw[:, -1])  # exact integer draw, proportional to the counts
+            choice = (cw > r[:, None]).argmax(1)
+            paths[:, layer] = choice
+            prefix += q[choice]
+        return paths
+
+    def feasible(self, paths: np.ndarray) -> np.ndarray:
+        """Boolean mask of the paths (N, NUM_LAYERS) within every limit."""
+        macs = self.table.path_macs(paths)
+        ok = (macs >= self.min_macs) & (macs <= self.max_macs)
+        for lim in self.limits:
+            ok &= lim.values(paths) <= lim.limit
+        return ok
+
+    def sample(self, n: Optional[int] = None) -> np.ndarray:
+        """One path (shape (NUM_LAYERS,)) or ``n`` paths (shape (n, NUM_LAYERS)), i.i.d. uniform."""
+        want = 1 if n is None else n
+        if self.relaxed_count == 0:
+            raise BudgetError(f"no path of the chain space has MACs in {_fmt_m(self.min_macs)}.."
+                              f"{_fmt_m(self.max_macs)}")
+        found, tried, batch = [], 0, max(self.PROPOSALS, 2 * want)
+        while sum(len(f) for f in found) < want:
+            if tried >= self.MAX_PROPOSALS and not found:
+                raise BudgetError(f"no path meets every limit ({self.describe()}) in {tried} uniform "
+                                  f"proposals; relax a limit")
+            p = self._propose(batch)
+            tried += batch
+            found.append(p[self.feasible(p)])
+        paths = np.concatenate(found)[:want]
+        return paths[0] if n is None else paths
+
+    def describe(self) -> str:
+        parts = [f"MACs {_fmt_m(self.min_macs)}..{_fmt_m(self.max_macs)}"]
+        parts += [f"{lim.name} <= {lim.limit:g}{lim.unit}" for lim in self.limits]
+        return ", ".join(parts)
+
+    # ---- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"bit_generator": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["bit_generator"]

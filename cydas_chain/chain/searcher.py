@@ -1,0 +1,412 @@
+"""The chain-space search: SPOS supernet training with an introspective teacher path.
+
+Per step (CyDAS TPAMI, Sec. 4.6.1): sample a path uniformly among those within the budget; train it
+on cross-entropy plus distillation from the teacher path's soft labels (teacher forward without
+gradients); every ``eval_interval`` steps, score the sampled path and the board (the teacher) on a
+fixed validation subset with the same current weights and apply the replacement rule
+(:mod:`.board`).  The final teacher is the searched architecture.
+
+BatchNorm: in a supernet the running statistics of a block mix the statistics of every path it ran
+in, so they describe no single path.  Scores and teacher soft labels therefore use batch statistics
+(train-mode BN on a fixed batch of the validation subset, or on the training batch), which is what
+recalibrating the statistics would estimate, at no extra cost; the running statistics are not
+touched by these forwards (:func:`frozen_bn_stats`) and are only kept so that an extracted child has
+sensible ones to start from.
+
+Determinism, for an exact ``--resume``: the data order is a seeded permutation per epoch, each
+image's augmentation is seeded by (seed, epoch, index), paths come from the sampler's own seeded
+generator (identical on every DDP rank, so every rank trains the same path), and the checkpoint
+holds everything else that changes (weights, optimizer, scheduler, scaler, sampler, board, RNGs).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..core.distill import soft_target_kl
+from ..core.distributed import DistInfo, all_reduce_sum, is_main_process
+from ..core.errors import CheckpointError, CydasError, DataError
+from ..core.logging import MetricWriter, progress
+from ..core.seed import rng_state, seed_everything, set_rng_state
+from ..models import ChainArch, create_chain_model
+from .board import Board, Entry
+from .cost import CostTable, build_cost_table, measure_latency_table
+from .sampler import Limit, PathSampler
+from .space import path_str
+from .supernet import ChainSupernet
+
+CHECKPOINT_KIND = "cydas_chain/chain_search"
+
+
+@dataclass
+class SearchConfig:
+    """Everything that determines the result of a search (checked again on ``--resume``)."""
+
+    max_macs: int
+    min_macs: int = 0
+    max_params: Optional[int] = None
+    max_latency_ms: Optional[float] = None
+    board_size: int = 1
+    epochs: int = 120
+    batch_size: int = 1024  # total over all ranks
+    img_size: int = 224  # training resolution
+    cost_size: int = 224  # deployment resolution of the MACs / params / latency tables
+    lr: Optional[float] = None  # None: 0.5 * batch_size / 1024
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    distill_weight: float = 1.0
+    temperature: float = 1.0
+    eval_interval: int = 100
+    val_subset: int = 1024
+    seed: int = 0
+    amp: bool = False
+    world_size: int = 1
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else 0.5 * self.batch_size / 1024
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: nn.Module):
+    """Train-mode BN (batch statistics) without updating the running statistics."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+        m.train()
+    try:
+        yield
+    finally:
+        for m, (momentum, training) in zip(bns, saved):
+            m.momentum = momentum
+            m.train(training)
+
+
+class SeededAugment(Dataset):
+    """Applies ``transform`` with the torch RNG seeded by (seed, epoch, index): the augmentation of
+    an image does not depend on the worker, the batch position or an interrupted run."""
+
+    def __init__(self, dataset: Dataset, transform, seed: int):
+        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        img, target = self.dataset[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, int(i))) & 0x7FFF_FFFF_FFFF_FFFF)
+            return self.transform(img), target
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class ChainSearch:
+    """One search run; ``run()`` trains, evaluates, checkpoints and writes the outputs."""
+
+    def __init__(self, cfg: SearchConfig, train_set: Dataset, train_transform, val_set: Dataset,
+                 classes: Sequence[str], out_dir: Path, dist: DistInfo, logger, workers: int = 0,
+                 save_interval: int = 500, data_desc: str = "", latency_cache: Optional[Path] = None,
+                 trace_paths: bool = False):
+        self.cfg, self.classes, self.out, self.dist, self.log = cfg, list(classes), Path(out_dir), dist, logger
+        self.workers, self.save_interval, self.data_desc = workers, save_interval, data_desc
+        self.device = dist.device
+        if cfg.batch_size % dist.world_size:
+            raise CydasError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.world_size} processes")
+        self.local_batch = cfg.batch_size // dist.world_size
+        self.train_set = SeededAugment(train_set, train_transform, cfg.seed)
+        self.steps_per_epoch = len(train_set) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise DataError(f"the training set has {len(train_set)} images, fewer than one batch of "
+                            f"{cfg.batch_size}; lower --batch-size")
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.trace = [] if trace_paths else None
+
+        seed_everything(cfg.seed)
+        self.supernet = ChainSupernet(num_classes=len(self.classes))
+        self.table: CostTable = build_cost_table(self.supernet, cfg.cost_size)
+        limits = []
+        if cfg.max_params is not None:
+            limits.append(Limit("params", self.table.params.astype(np.float64), self.table.fixed_params,
+                                cfg.max_params))
+        self.latency = None
+        if cfg.max_latency_ms is not None:
+            self.supernet.to(self.device)
+            self.log.info("measuring the per-layer latency table on %s (cached) ...", self.device)
+            table, fixed = measure_latency_table(self.supernet, cfg.cost_size, cache_dir=latency_cache)
+            self.latency = Limit("latency", table, fixed, cfg.max_latency_ms, "ms")
+            limits.append(self.latency)
+        self.sampler = PathSampler(self.table, cfg.max_macs, cfg.min_macs, limits, seed=cfg.seed)
+        self.supernet.to(self.device)
+        first = tuple(int(c) for c in self.sampler.sample())
+        self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size)
+        self.evaluations: List[dict] = []
+
+        decay, no_decay = [], []
+        for p in self.supernet.parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+        self.optimizer = torch.optim.SGD(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.base_lr, momentum=cfg.momentum)
+        total = self.total_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: max(0.0, 1.0 - s / total))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp)
+        self.model = self.supernet
+        if dist.distributed:  # every rank trains the same path; the other blocks get no gradient
+            self.model = nn.parallel.DistributedDataParallel(
+                self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        self.val_batches = self._load_val_subset(val_set)
+        self.step = 0
+
+    # ---- data ---------------------------------------------------------------------------------
+    def _load_val_subset(self, val_set: Dataset):
+        """The fixed validation subset (this rank's share), preloaded as batches on the device."""
+        n = min(self.cfg.val_subset, len(val_set))
+        self.val_count = n
+        idx = np.sort(np.random.default_rng([self.cfg.seed, 7]).permutation(len(val_set))[:n])
+        idx = idx[self.dist.rank::self.dist.world_size]
+        loader = DataLoader(torch.utils.data.Subset(val_set, idx.tolist()), batch_size=self.local_batch,
+                            num_workers=self.workers)
+        return [(x.to(self.device), y.to(self.device)) for x, y in loader]
+
+    def _loader(self, epoch: int, start: int) -> DataLoader:
+        """This rank's batches of ``epoch`` from batch ``start`` on."""
+        self.train_set.epoch = epoch
+        order = epoch_order(len(self.train_set), self.cfg.seed, epoch)
+        b, r = self.cfg.batch_size, self.dist.rank * self.local_batch
+        idx = [int(i) for k in range(start, self.steps_per_epoch)
+               for i in order[k * b + r:k * b + r + self.local_batch]]
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=idx, drop_last=True,
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda")
+
+    # ---- one training step --------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.cfg.amp)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, path: Sequence[int]) -> Dict[str, float]:
+        cfg = self.cfg
+        self.supernet.train()
+        with self._autocast():
+            teacher_logits = None
+            if cfg.distill_weight > 0:
+                with torch.no_grad(), frozen_bn_stats(self.supernet):
+                    teacher_logits = self.supernet(x, self.board.teacher.path)
+            logits = self.model(x, path)
+            ce = F.cross_entropy(logits, y)
+            kd = soft_target_kl(logits.float(), teacher_logits.float(), cfg.temperature) \
+                if teacher_logits is not None else torch.zeros((), device=x.device)
+            loss = ce + cfg.distill_weight * kd
+        self.optimizer.zero_grad(set_to_none=True)  # blocks off the path get no update, no decay
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        acc = (logits.argmax(1) == y).float().mean().item() * 100
+        return {"loss": loss.item(), "ce": ce.item(), "kd": kd.item(), "acc": acc}
+
+    @torch.no_grad()
+    def score(self, paths: Sequence[Sequence[int]]) -> List[float]:
+        """Top-1 accuracy (%) of each path on the validation subset, with the current weights."""
+        correct = torch.zeros(len(paths), device=self.device)
+        count = torch.zeros((), device=self.device)
+        with frozen_bn_stats(self.supernet), self._autocast():
+            for x, y in self.val_batches:
+                for k, p in enumerate(paths):
+                    correct[k] += (self.supernet(x, p).argmax(1) == y).sum()
+                count += len(y)
+        correct, count = all_reduce_sum(correct), all_reduce_sum(count)
+        return (correct / count.clamp(min=1) * 100).tolist()
+
+    def evaluate(self, path: Sequence[int]) -> dict:
+        """Score the sampled path and the board with the same weights; apply the rule."""
+        scores = self.score([*self.board.paths(), path])
+        self.board.rescore(scores[:-1])
+        cand = Entry(tuple(int(c) for c in path), int(self.table.path_macs(path)), scores[-1], self.step)
+        teacher = self.board.teacher
+        entered = self.board.offer(cand)
+        record = {"step": self.step, "path": path_str(cand.path), "macs": cand.macs, "score": cand.score,
+                  "teacher_score": teacher.score, "teacher_macs": teacher.macs, "entered": int(entered)}
+        self.evaluations.append(record)
+        if entered and self.board.teacher == cand:
+            self.log.info("step %d: new teacher %s  %.1fM MACs, score %.2f (was %.2f at %.1fM)", self.step,
+                          path_str(cand.path), cand.macs / 1e6, cand.score, teacher.score, teacher.macs / 1e6)
+        return record
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pth"
+
+    def state_dict(self) -> dict:
+        return {"kind": CHECKPOINT_KIND, "space": "cydas_chain", "config": self.cfg.as_dict(),
+                "classes": self.classes, "step": self.step, "model": self.supernet.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "sampler": self.sampler.state_dict(),
+                "board": self.board.state_dict(), "evaluations": self.evaluations, "rng": rng_state()}
+
+    def save(self) -> None:
+        if is_main_process():
+            save_checkpoint(self.state_dict(), self.checkpoint_path)
+
+    def load(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("kind") != CHECKPOINT_KIND:
+            what = state.get("kind") or state.get("space") or "an unknown kind"
+            raise CheckpointError(f"checkpoint {path} is not a chain-space search checkpoint ({what})")
+        saved, now = state.get("config", {}), self.cfg.as_dict()
+        diff = [k for k in now if saved.get(k) != now[k]]
+        if diff:
+            k = diff[0]
+            raise CheckpointError(f"checkpoint {path} was made with {k}={saved.get(k)!r}, not {now[k]!r}: "
+                                  f"resume with the settings of that run ({len(diff)} differ)")
+        if state.get("classes") != self.classes:
+            raise CheckpointError(f"checkpoint {path} was made on other classes ({len(state.get('classes', []))} "
+                                  f"classes, now {len(self.classes)})")
+        try:
+            self.supernet.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.sampler.load_state_dict(state["sampler"])
+            self.board.load_state_dict(state["board"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"checkpoint {path} does not match this search: {reason}") from None
+        self.evaluations = list(state["evaluations"])
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self, resume: Optional[Path] = None, stop_after: Optional[int] = None) -> dict:
+        cfg = self.cfg
+        metrics = MetricWriter(self.out)
+        if resume is not None:
+            self.load(resume)
+            metrics.truncate_after(self.step)
+            self.log.info("resumed from %s at step %d/%d", resume, self.step, self.total_steps)
+        lo, hi = self.table.macs_range()
+        self.log.info("space: %.1fM..%.1fM MACs at %dx%d; sampling %s (%.2e paths in the relaxed set)",
+                      lo / 1e6, hi / 1e6, *self.table.input_size, self.sampler.describe(),
+                      self.sampler.relaxed_count)
+        self.log.info("%d steps (%d epochs x %d), batch %d (%d per process), lr %.4g, eval every %d steps on %d "
+                      "images, board %d", self.total_steps, cfg.epochs, self.steps_per_epoch, cfg.batch_size,
+                      self.local_batch, cfg.base_lr, cfg.eval_interval, self.val_count,
+                      cfg.board_size)
+        bar = progress(total=self.total_steps, initial=self.step, desc="search", unit="step")
+        last_eval = self.evaluations[-1] if self.evaluations else None
+        while self.step < self.total_steps:
+            epoch, start = divmod(self.step, self.steps_per_epoch)
+            for x, y in self._loader(epoch, start):
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                path = tuple(int(c) for c in self.sampler.sample())
+                if self.trace is not None:
+                    self.trace.append(path)
+                lr = self.optimizer.param_groups[0]["lr"]
+                m = self.train_step(x, y, path)
+                self.step += 1
+                teacher = self.board.teacher
+                row = {**m, "lr": lr, "macs": self.table.path_macs(path) / 1e6, "teacher_macs": teacher.macs / 1e6}
+                if self.step % cfg.eval_interval == 0 or self.step == self.total_steps:
+                    last_eval = self.evaluate(path)
+                    teacher = self.board.teacher
+                    row.update(score=last_eval["score"], teacher_score=teacher.score,
+                               teacher_macs=teacher.macs / 1e6)
+                metrics.write(self.step, row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.1f}",
+                                teacher=f"{teacher.macs / 1e6:.0f}M/{_fmt_score(teacher.score)}")
+                if self.step % self.save_interval == 0 or self.step == self.total_steps:
+                    self.save()
+                if stop_after is not None and self.step >= stop_after:  # debugging: a hard kill
+                    bar.close()
+                    metrics.close()
+                    self._write_trace()
+                    os._exit(75)
+        bar.close()
+        metrics.close()
+        self._write_trace()
+        return self.finish()
+
+    def _write_trace(self) -> None:
+        if self.trace is not None:
+            p = self.out / f"paths_rank{self.dist.rank}.txt"
+            with open(p, "a") as f:
+                f.writelines(path_str(t) + "\n" for t in self.trace)
+            self.trace.clear()
+
+    # ---- outputs ------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Write arch.json, teacher_history.json, evaluations.csv and search.png (main process)."""
+        teacher = self.board.teacher
+        if not is_main_process():
+            return {}
+        from ..core.flops import count_macs
+
+        arch = ChainArch.from_path(teacher.path)
+        cost = count_macs(create_chain_model("cydas_chain", arch, num_classes=len(self.classes)),
+                          self.cfg.cost_size)
+        info = {**arch.to_dict(), "params": cost.params, "fvcore_macs": cost.fvcore_macs,
+                "thop_macs": cost.thop_macs, "input_size": self.cfg.cost_size, "num_classes": len(self.classes),
+                "score": teacher.score,
+                "score_metric": f"top-1 % on the {self.val_count}-image validation subset, supernet weights",
+                "search": {**self.cfg.as_dict(), "steps": self.total_steps, "data": self.data_desc}}
+        if self.latency is not None:
+            info["latency_ms_estimate"] = float(self.latency.values(np.asarray([teacher.path]))[0])
+        text = (json.dumps(_json_safe(info), indent=2) + "\n").encode()
+        atomic_write(self.out / "arch.json", lambda f: f.write(text))
+        hist = (json.dumps(_json_safe(self.board.history), indent=1) + "\n").encode()
+        atomic_write(self.out / "teacher_history.json", lambda f: f.write(hist))
+        self._write_evaluations()
+        from .plot import plot_search
+        plot_search(self.board.history, self.evaluations, self.cfg, self.out / "search.png")
+        self.log.info("searched architecture (%s): %s | %.1fM MACs (fvcore), %.1fM (thop), %.3fM params, "
+                      "score %.2f", self.out / "arch.json", arch, cost.fvcore_macs / 1e6, cost.thop_macs / 1e6,
+                      cost.params / 1e6, teacher.score)
+        return info
+
+    def _write_evaluations(self) -> None:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        fields = ["step", "path", "macs", "score", "teacher_score", "teacher_macs", "entered"]
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(self.evaluations)
+        data = buf.getvalue().encode()
+        atomic_write(self.out / "evaluations.csv", lambda f: f.write(data))
+
+
+def _fmt_score(s: float) -> str:
+    return "-" if math.isnan(s) else f"{s:.1f}"
+
+
+def _json_safe(obj):
+    """NaN (a score not measured yet) as null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
