@@ -1,0 +1,157 @@
+"""The cyclic searcher: L1 schedule, distillation loss, one cyclic iteration, inheritance, resume."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torchvision import transforms as T
+
+from cydas_chain.core.data import TensorImageDataset
+from cydas_chain.darts.embedding import stage_distillation_loss
+from cydas_chain.darts.genotypes import Genotype, published
+from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig, l1_weight_at
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks on a shared 2-core machine run fastest (and deterministically) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_data(n=32, size=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = (np.arange(n) % classes).tolist()
+    tf = T.Compose([T.RandomHorizontalFlip(), T.ToTensor()])  # random: resume must restore RNG state
+    return TensorImageDataset(images, labels, tf, classes=[str(c) for c in range(classes)])
+
+
+def tiny_config(**kw):
+    base = dict(num_classes=3, c=4, layers=3, eval_c=4, eval_layers=3, embed_hidden=8, epochs=3, batch_size=8,
+                arch_lr=0.05, w_lr=0.05)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_l1_schedule():
+    cfg = SearchConfig(epochs=30)
+    assert [l1_weight_at(e, cfg) for e in (0, 10, 19, 20, 29)] == pytest.approx([5.0, 2.5, 0.25, 0.0, 0.0])
+    assert l1_weight_at(5, SearchConfig(space="nb201", epochs=30)) == 0.0  # NAS-Bench-201 rules
+    assert l1_weight_at(0, SearchConfig(cyclic=False)) == 0.0  # plain DARTS has no such term
+
+
+def test_distillation_loss_by_hand():
+    student = [torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]], requires_grad=True),
+               torch.tensor([[0.0, 2.0, 0.0], [1.0, -1.0, 3.0]], requires_grad=True)]
+    teacher = [torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True),
+               torch.tensor([[0.0, 0.0, 1.0], [3.0, 0.0, 0.0]], requires_grad=True)]
+    T_ = 2.0
+    expected = 0.0
+    for s, t in zip(student, teacher):
+        for sb, tb in zip(s.tolist(), t.tolist()):
+            ps = [math.exp(v / T_) for v in sb]
+            pt = [math.exp(v / T_) for v in tb]
+            ps = [v / sum(ps) for v in ps]
+            pt = [v / sum(pt) for v in pt]
+            expected += T_ ** 2 * sum(q * math.log(q / p) for p, q in zip(ps, pt)) / len(s)  # batch mean
+    loss = stage_distillation_loss(student, teacher, T_)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert student[0].grad is not None and teacher[0].grad is None  # the teacher is detached
+
+
+def test_one_cyclic_iteration_changes_alpha_ws_and_we():
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(epochs=1), data, data)
+    assert s.steps_per_epoch() == 2
+    s.regenerate(s.search_net.genotype())
+    alpha0 = [a.detach().clone() for a in s.search_net.arch_parameters()]
+    ws0 = s.search_net.stem.stem0[0].weight.detach().clone()
+    we0 = {k: v.clone() for k, v in s.eval_net.state_dict().items()}
+    metrics = s.run_epoch()
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert {"loss_search_val", "loss_eval_val", "loss_distill", "loss_search_train", "alpha_skip_l1"} <= set(metrics)
+    assert any(not torch.equal(a, b) for a, b in zip(alpha0, s.search_net.arch_parameters()))
+    assert not torch.equal(ws0, s.search_net.stem.stem0[0].weight)
+    assert s.genotype_history[0]["genotype"] == s.eval_genotype.to_dict()
+    changed = [k for k, v in s.eval_net.state_dict().items() if k in we0 and not torch.equal(v, we0[k])]
+    assert "stem.stem0.0.weight" in changed and len(changed) > 10
+    assert len(s.alpha_history) == 1 and len(s.genotype_history) == 1
+
+
+def test_first_order_darts_has_no_evaluation_network():
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(epochs=1, cyclic=False), data, data)
+    metrics = s.run_epoch()
+    assert s.eval_net is None and "loss_distill" not in metrics and s.search_net.embed is None
+
+
+def test_regeneration_inherits_shared_edges():
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(), data, data)
+    g1 = published("dartsv2")  # normal node 0: sep_conv_3x3 on input 0
+    s.regenerate(g1)
+    with torch.no_grad():
+        for p in s.eval_net.parameters():
+            p.add_(0.5)  # "trained"
+    old = {k: v.clone() for k, v in s.eval_net.state_dict().items()}
+    normal = list(g1.normal)
+    op, inp = normal[0]
+    normal[0] = ("sep_conv_5x5", inp)
+    g2 = Genotype(normal, g1.normal_concat, g1.reduce, g1.reduce_concat)
+    assert s.regenerate(g2) and not s.regenerate(g2)  # unchanged genotype: nothing rebuilt
+    new = s.eval_net.state_dict()
+    shared = [k for k in new if k in old]
+    assert shared and all(torch.equal(new[k], old[k]) for k in shared)
+    fresh = [k for k in new if k.startswith(f"cells.0.edges.n0_in{inp}_{normal[0][0]}")]
+    assert fresh and all(k in s.last_inheritance["fresh"] for k in fresh)
+    # going back to g1 restores the first network's edge from the bank
+    s.regenerate(g1)
+    k = next(k for k in old if k.startswith(f"cells.0.edges.n0_in{inp}_{op}") and k.endswith("weight"))
+    assert torch.equal(s.eval_net.state_dict()[k], old[k])
+
+
+def test_resume_equivalence(tmp_path):
+    data = tiny_data(32)
+    cfg = tiny_config(epochs=3, update_every=1, eval_steps=1)
+    full = CyclicSearcher(cfg, data, data)
+    full.run(checkpoint=tmp_path / "full.pt")
+
+    part = CyclicSearcher(cfg, data, data)
+    part.run(checkpoint=tmp_path / "part.pt", stop_after=1)  # "killed" after the first epoch
+    del part
+    resumed = CyclicSearcher(cfg, data, data)
+    resumed.resume(tmp_path / "part.pt")
+    assert resumed.epoch == 1
+    resumed.run(checkpoint=tmp_path / "part.pt")
+
+    assert len(full.alpha_history) == len(resumed.alpha_history) == 3
+    for a, b in zip(full.alpha_history, resumed.alpha_history):
+        assert torch.equal(a["normal"], b["normal"]) and torch.equal(a["reduce"], b["reduce"])
+    assert full.genotype_history == resumed.genotype_history
+    assert len(full.genotype_history) == 3 * full.steps_per_epoch()
+    for (k, v), w in zip(full.search_net.state_dict().items(), resumed.search_net.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_resume_refuses_other_search(tmp_path):
+    from cydas_chain.core.errors import CheckpointError
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(epochs=1), data, data)
+    s.run(checkpoint=tmp_path / "c.pt")
+    other = CyclicSearcher(tiny_config(epochs=1, c=6), data, data)
+    with pytest.raises(CheckpointError, match="different search .c: 4 there, 6 now"):
+        other.resume(tmp_path / "c.pt")
+
+
+def test_nb201_search_iteration():
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(space="nb201", layers=1, eval_layers=1, epochs=1), data, data)
+    alpha0 = s.search_net.alpha.detach().clone()
+    metrics = s.run_epoch()
+    assert "alpha_skip_l1" not in metrics and "loss_distill" in metrics
+    assert not torch.equal(alpha0, s.search_net.alpha)
+    assert s.search_net.genotype().arch_str().count("~") == 6
