@@ -40,7 +40,8 @@ class CyDAS(BaseModule):
         norm_eval: keep every norm layer in eval mode (frozen statistics) during training.
         norm_cfg: ``dict(type='BN' | 'SyncBN', requires_grad=True)``.  SyncBN is converted with
             timm's ``convert_sync_batchnorm``, which keeps the activation timm fuses into its
-            ``BatchNormAct2d`` (torch's conversion would drop it).
+            ``BatchNormAct2d`` (torch's conversion, and mmengine's revert to BN, would drop it);
+            outside a distributed run SyncBN means BN, as mmengine's Runner does.
         output_stride: 32, or 16 / 8 to dilate the later stages (as mmseg's dilated backbones).
         drop_path_rate: stochastic depth of the blocks (0 by default for dense tasks).
         with_cp: gradient checkpointing of each block (less memory, slower).
@@ -80,7 +81,12 @@ class CyDAS(BaseModule):
         net = create_chain_model("cydas_chain", self.arch, features_only=True, out_indices=self.out_indices,
                                  drop_path_rate=drop_path_rate, output_stride=output_stride)
         if norm_type == "SyncBN":
-            net = convert_sync_batchnorm(net)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                net = convert_sync_batchnorm(net)
+            else:
+                # What mmengine's Runner does for SyncBN outside a distributed run, but without
+                # its revert_sync_batchnorm, which would drop the activations timm fuses into BN.
+                print_log("CyDAS: SyncBN without a distributed run, using BN", logger="current")
         info = net.feature_info.info
         self.level_channels = tuple(f["num_chs"] for f in info)
         self.level_strides = tuple(f["reduction"] for f in info)
@@ -152,6 +158,7 @@ class CyDAS(BaseModule):
         not line up, e.g. a wrapper's ``module.`` prefix, or another architecture) or a shape differs.
         """
         state = extract_state_dict(load_checkpoint(path))
+        example = next(iter(state), None)
         if prefix:
             prefix = prefix if prefix.endswith(".") else prefix + "."
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -159,10 +166,9 @@ class CyDAS(BaseModule):
         found = {k: v for k, v in state.items() if k in own}
         where = f"checkpoint {path}" + (f" (prefix '{prefix}')" if prefix else "")
         if not found:
-            theirs = next(iter(extract_state_dict(load_checkpoint(path))), None) if not state else next(iter(state))
             raise CheckpointError(
-                f"{where}: none of its keys match the CyDAS backbone (its keys look like {theirs!r}, "
-                f"the backbone's like {next(iter(own))!r}); set init_cfg.prefix to the part before 'conv_stem'")
+                f"{where}: none of its keys match the CyDAS backbone (its keys look like {example!r}, "
+                f"the backbone's like {next(iter(own))!r}); set init_cfg.prefix to what comes before 'conv_stem'")
         missing = [k for k in own if k not in found]
         if missing:
             raise CheckpointError(f"{where} lacks {len(missing)} of the backbone's {len(own)} tensors, "

@@ -1,0 +1,14 @@
+# CyDAS-b + Semantic FPN on ADE20K (paper, Table 10: 40.4 mIoU; see docs/mm.md).
+# mmseg's Semantic FPN recipe: 512x512 crops, SGD lr 0.01 momentum 0.9 wd 5e-4, poly decay,
+# 160k iterations, batch 16 (4 GPUs x 4).
+#
+#   torchrun --nproc_per_node 4 tools/train.py mm_configs/fpn_cydas_b_ade20k.py --launcher pytorch
+_base_ = [
+    './_base_/fpn_cydas_b.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/schedules/schedule_160k.py',
+    'mmseg::_base_/default_runtime.py',
+]
+crop_size = (512, 512)
+model = dict(data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=150))
+train_dataloader = dict(batch_size=4)
