@@ -126,6 +126,20 @@ def l1_weight_at(epoch: int, cfg: SearchConfig) -> float:
     return cfg.l1_weight * (1.0 - epoch / decay_epochs)
 
 
+def average_gradients(params) -> None:
+    """Average gradients over DDP ranks (a no-op in one process).
+
+    Explicit rather than ``DistributedDataParallel``: the searcher rebuilds the evaluation network and
+    calls ``forward_all`` on its networks, neither of which suits DDP's wrapper.
+    """
+    world = get_world_size()
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            all_reduce_sum(p.grad).div_(world)
+
+
 def _cycle(loader_fn: Callable[[int], DataLoader]) -> Iterator:
     """Batches of successive passes (pass k built by ``loader_fn(k)``), forever."""
     k = 0
@@ -215,15 +229,6 @@ class CyclicSearcher:
         return per_rank // self.cfg.batch_size
 
     # ---- one step of each kind ----------------------------------------------------------------
-    def _sync(self, params) -> None:
-        """Average gradients over DDP ranks (a no-op in one process)."""
-        world = get_world_size()
-        if world == 1:
-            return
-        for p in params:
-            if p.grad is not None:
-                all_reduce_sum(p.grad).div_(world)
-
     def train_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Eq. 7: w_E (and its embedding probes) by SGD with cross-entropy on a val batch."""
         self.eval_net.train()
@@ -232,7 +237,7 @@ class CyclicSearcher:
         self.eval_sgd.zero_grad(set_to_none=True)
         loss.backward()
         params = list(self.eval_net.parameters())
-        self._sync(params)
+        average_gradients(params)
         nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.eval_sgd.step()
         return loss.item()
@@ -263,7 +268,7 @@ class CyclicSearcher:
         if self.cfg.cyclic:
             self.eval_adam.zero_grad(set_to_none=True)
         loss.backward()
-        self._sync(params)
+        average_gradients(params)
         self.arch_opt.step()
         if self.cfg.cyclic:
             nn.utils.clip_grad_norm_(list(self.eval_net.parameters()), self.cfg.grad_clip)
@@ -277,7 +282,7 @@ class CyclicSearcher:
         loss = F.cross_entropy(logits, y)
         self.w_opt.zero_grad(set_to_none=True)
         loss.backward()
-        self._sync(self.w_params)
+        average_gradients(self.w_params)
         nn.utils.clip_grad_norm_(self.w_params, self.cfg.grad_clip)
         self.w_opt.step()
         for p in self.search_net.arch_parameters():  # the w_S loss must not leave gradients on alpha

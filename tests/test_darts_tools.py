@@ -1,0 +1,96 @@
+"""tools/search_cell.py and tools/train_cell.py end to end, and their answers to bad input."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cydas_chain.darts.genotypes import Genotype, resolve_genotype
+from test_darts_data import write_cifar
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SEARCH = ["--channels", "4", "--layers", "3", "--eval-channels", "4", "--eval-layers", "3"]
+
+
+def run(tool, *args, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    return subprocess.run([sys.executable, str(ROOT / "tools" / tool), *map(str, args)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_one_error_line(proc, pattern):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert pattern in errors[0], errors[0]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_search_cell_on_cifar_batches_and_resume(tmp_path):
+    write_cifar(tmp_path / "cifar", per_batch=8)
+    out = tmp_path / "search"
+    args = ["--dataset", "cifar10", "--data", tmp_path / "cifar", "--out", out, "--batch-size", "10", *TINY_SEARCH]
+    proc = run("search_cell.py", *args, "--epochs", "1", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    g = resolve_genotype(out / "genotype.json")
+    assert isinstance(g, Genotype) and json.loads((out / "genotype.json").read_text())["epoch"] == 1
+    assert (out / "normal.png").stat().st_size > 1000 and (out / "reduce.png").stat().st_size > 1000
+    assert len(json.loads((out / "alpha_history.json").read_text())) == 1
+    assert len(rows(out / "metrics.csv")) == 1
+    assert_one_error_line(run("search_cell.py", *args, "--epochs", "2", tmp_path=tmp_path), "--resume")
+    proc = run("search_cell.py", *args, "--epochs", "2", "--resume", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed at epoch 1" in proc.stderr
+    assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
+    assert len(json.loads((out / "alpha_history.json").read_text())) == 2
+
+
+@pytest.mark.slow
+def test_search_cell_default_embedded_nb201(tmp_path):
+    out = tmp_path / "nb"
+    proc = run("search_cell.py", "--space", "nb201", "--out", out, "--epochs", "1", "--channels", "4",
+               "--batch-size", "50", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "embedded synthetic 'shapes' set" in proc.stderr
+    d = json.loads((out / "genotype.json").read_text())
+    assert d["space"] == "nb201" and d["arch_str"].count("~") == 6 and (out / "cell.png").exists()
+
+
+@pytest.mark.slow
+def test_train_cell_resume_and_eval_only(tmp_path):
+    out = tmp_path / "train"
+    args = ["--genotype", "dartsv2", "--out", out, "--channels", "4", "--layers", "3", "--batch-size", "50",
+            "--workers", "0"]
+    assert run("train_cell.py", *args, "--epochs", "1", tmp_path=tmp_path).returncode == 0
+    proc = run("train_cell.py", *args, "--epochs", "2", "--resume", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
+    proc = run("train_cell.py", "--eval-only", "--checkpoint", out / "best.pt", "--workers", "0", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval_top1=" in proc.stdout
+
+
+def test_bad_input_gives_one_line(tmp_path):
+    assert_one_error_line(run("search_cell.py", "--dataset", "cifar10", "--data", tmp_path / "none",
+                              "--out", tmp_path / "o", tmp_path=tmp_path), "CIFAR-10 not found")
+    assert_one_error_line(run("train_cell.py", "--genotype", "dartsv9", tmp_path=tmp_path),
+                          "unknown genotype 'dartsv9'")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"space": "darts", "normal": [["sep_conv_3x3", 0]')
+    assert_one_error_line(run("train_cell.py", "--genotype", bad, tmp_path=tmp_path), "not valid JSON")
+    corrupt = tmp_path / "run" / "checkpoint.pt"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    assert_one_error_line(run("search_cell.py", "--out", corrupt.parent, "--resume", tmp_path=tmp_path),
+                          "cannot read checkpoint")
+    assert corrupt.read_bytes().startswith(b"PK")  # nothing already written is lost
+    assert_one_error_line(run("train_cell.py", "--eval-only", "--checkpoint", corrupt, tmp_path=tmp_path),
+                          "cannot read checkpoint")

@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Retrain a DARTS-space cell network from scratch with the paper's recipe, or evaluate a checkpoint.
+
+Examples:
+  python tools/train_cell.py --genotype cydas_cifar                     # embedded synthetic data, tiny
+  python tools/train_cell.py --genotype runs/search_cell/genotype.json --dataset cifar10 --data ~/data/cifar10
+  torchrun --nproc_per_node 8 tools/train_cell.py --genotype cydas_imagenet --dataset imagenet --data ~/data/imagenet
+  python tools/train_cell.py --genotype cydas_cifar --dataset cifar10 --data ~/data/cifar10 \\
+      --eval-only --checkpoint runs/train_cell/checkpoint.pt
+
+Recipes (defaults; every option overrides):
+  CIFAR:    600 epochs, batch 128, SGD momentum 0.9, lr 0.025 cosine to 0, weight decay 5e-4,
+            drop-path 0.3 (ramped linearly), auxiliary weight 0.4, cutout 16, 36 channels, 20 cells
+  ImageNet: 250 epochs, batch 128 a process, lr 0.5 cosine with 5 warmup epochs, weight decay 3e-5,
+            label smoothing 0.1, auxiliary weight 0.4, 48 channels, 14 cells, 224 px
+  tiny:     (no --data) 2 epochs on the embedded 32 px 'shapes' set, 8 channels, 5 cells: a smoke run
+
+--genotype: a published name (dartsv1, dartsv2, pdarts, pcdarts_cifar, pcdarts_imagenet, cydas_cifar,
+cydas_imagenet), a genotype.json written by search_cell.py, or an official genotype file.
+Writes to --out: checkpoint.pt (last), best.pt (best top-1), metrics.csv, tb/, log.txt.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cydas_chain.core.cli import run_tool  # noqa: E402
+from cydas_chain.core.errors import CheckpointError, CydasError  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--genotype", default="cydas_cifar", help="published name or genotype JSON (default: cydas_cifar)")
+    p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet"), default="cifar10",
+                   help="cifar10/cifar100: python pickle batches; imagenet: DIR/train + DIR/val (default: cifar10)")
+    p.add_argument("--data", type=Path, default=None, help="dataset folder; absent: embedded synthetic set, 'tiny' recipe")
+    p.add_argument("--out", type=Path, default=Path("runs/train_cell"), help="output folder (default: runs/train_cell)")
+    p.add_argument("--resume", action="store_true", help="continue the training checkpointed in --out")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test/val set")
+    p.add_argument("--checkpoint", type=Path, help="weights to evaluate (with --eval-only)")
+    for name, kind, text in [
+        ("epochs", int, "training epochs"), ("batch-size", int, "batch size per process"),
+        ("lr", float, "initial learning rate"), ("momentum", float, "SGD momentum"),
+        ("weight-decay", float, "weight decay"), ("warmup-epochs", int, "linear warmup epochs"),
+        ("drop-path", float, "final drop-path probability"), ("aux-weight", float, "auxiliary loss weight (0: no head)"),
+        ("cutout", int, "cutout square size (0: off)"), ("label-smoothing", float, "label smoothing"),
+        ("channels", int, "initial channels"), ("layers", int, "cells"), ("image-size", int, "input size"),
+        ("grad-clip", float, "gradient-norm clip"),
+    ]:
+        p.add_argument(f"--{name}", type=kind, help=f"{text} (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from cydas_chain.core.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+    from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
+    from cydas_chain.core.logging import MetricWriter, get_logger
+    from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
+    from cydas_chain.darts.data import train_test_sets
+    from cydas_chain.darts.genotypes import resolve_genotype
+    from cydas_chain.darts.retrain import RECIPES, build_eval_model, drop_path_at, evaluate, train_one_epoch
+
+    genotype = resolve_genotype(args.genotype)  # bad names / files fail before anything starts
+    kind = "tiny" if args.data is None else ("imagenet" if args.dataset == "imagenet" else "cifar")
+    r = dict(RECIPES[kind])
+    r.update({k: v for k, v in vars(args).items() if k in r and v is not None})
+    if args.eval_only and args.checkpoint is None:
+        raise CydasError("--eval-only needs --checkpoint PATH")
+    ckpt = args.out / "checkpoint.pt"
+    if not args.eval_only:
+        if args.resume and not ckpt.is_file():
+            raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
+        if not args.resume and ckpt.exists():
+            raise CydasError(f"{args.out} already holds a training; pass --resume or choose another --out")
+    if args.eval_only:  # the checkpoint's genotype and network size, unless given on the command line
+        saved = load_checkpoint(args.checkpoint)  # one line for a missing or corrupt file
+        if "genotype" in saved and "--genotype" not in (argv or sys.argv):
+            genotype = resolve_genotype(saved["genotype"])
+        for k in ("channels", "layers", "aux_weight"):
+            if k in saved.get("recipe", {}) and getattr(args, k) is None:
+                r[k] = saved["recipe"][k]
+
+    dist = init_distributed(args.device)
+    try:
+        seed_everything(args.seed + dist.rank)
+        imagenet_tf = {}
+        if kind == "imagenet":
+            from timm.data import create_transform
+            imagenet_tf = dict(train_transform=create_transform(r["image_size"], is_training=True, color_jitter=0.4),
+                               test_transform=create_transform(r["image_size"], is_training=False))
+        train_set, test_set, classes, desc = train_test_sets(
+            args.dataset if args.data is not None else "cifar10", args.data, r["image_size"], r["cutout"],
+            **imagenet_tf)
+        model = build_eval_model(genotype, "imagenet" if kind == "imagenet" else "cifar", len(classes),
+                                 r["channels"], r["layers"], auxiliary=r["aux_weight"] > 0).to(dist.device)
+        log = get_logger("cydas.train_cell", args.out if is_main_process() and not args.eval_only else None)
+        log.info("data: %s | genotype %s", desc, genotype)
+        test_loader = DataLoader(test_set, batch_size=r["batch_size"], num_workers=args.workers,
+                                 sampler=DistributedSampler(test_set, shuffle=False) if dist.distributed else None)
+        if args.eval_only:
+            load_model_weights(model, args.checkpoint)
+            m = evaluate(model, test_loader, dist.device)
+            print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
+            return 0
+
+        log.info("recipe %s: %s", kind, r)
+        optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=r["weight_decay"],
+                                        momentum=r["momentum"])
+        scheduler, _ = create_scheduler_v2(optimizer, "cosine", num_epochs=r["epochs"], min_lr=0.0,
+                                           warmup_epochs=r["warmup_epochs"], warmup_lr=r["lr"] * 0.01)
+        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed) if dist.distributed else None
+        start, best = 0, 0.0
+        metrics = MetricWriter(args.out)
+        if args.resume:
+            state = load_checkpoint(ckpt)
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise CheckpointError(f"{ckpt} does not match this training: {first}") from None
+            start, best = int(state["epoch"]), float(state["best_top1"])
+            set_rng_state(state["rng"])
+            metrics.truncate_after(start)
+            log.info("resumed after epoch %d", start)
+        scheduler.step(start)
+        for epoch in range(start, r["epochs"]):
+            model.drop_path_prob = drop_path_at(epoch, r["epochs"], r["drop_path"])
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loader = DataLoader(train_set, batch_size=r["batch_size"], shuffle=sampler is None, sampler=sampler,
+                                num_workers=args.workers, drop_last=True, pin_memory=dist.device.type == "cuda")
+            m = train_one_epoch(model, loader, optimizer, dist.device, r["aux_weight"], r["label_smoothing"],
+                                r["grad_clip"], desc=f"epoch {epoch + 1}/{r['epochs']}")
+            m.update(evaluate(model, test_loader, dist.device), lr=optimizer.param_groups[0]["lr"])
+            scheduler.step(epoch + 1)
+            best = max(best, m["eval_top1"])
+            metrics.write(epoch + 1, m)
+            log.info("epoch %d/%d %s", epoch + 1, r["epochs"], " ".join(f"{k}={v:.4g}" for k, v in m.items()))
+            if is_main_process():
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_top1": best,
+                         "genotype": genotype.to_dict(), "recipe": r, "rng": rng_state()}
+                if m["eval_top1"] >= best:
+                    save_checkpoint({"model": state["model"], "genotype": state["genotype"], "epoch": epoch + 1,
+                                     "top1": best, "recipe": r}, args.out / "best.pt")
+                save_checkpoint(state, ckpt)
+        metrics.close()
+        log.info("best top-1 %.4f; weights in %s", best, args.out / "best.pt")
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    run_tool(main)
