@@ -100,7 +100,7 @@ def _backbone_tensors_equal(net, state, prefix=""):
     return all(torch.equal(v, state[prefix + k]) for k, v in net.state_dict().items())
 
 
-@pytest.mark.parametrize("wrap", [None, "state_dict", "model"])
+@pytest.mark.parametrize("wrap", [None, "state_dict", "model", "train_cls"])
 def test_loads_a_timm_classification_checkpoint(tmp_path, wrap):
     torch.manual_seed(1)
     cls = timm.create_model("cydas_b")
@@ -110,7 +110,11 @@ def test_loads_a_timm_classification_checkpoint(tmp_path, wrap):
                 m.running_mean.uniform_(-1, 1)
     state = cls.state_dict()
     path = tmp_path / "cydas_b_in1k.pth"
-    torch.save(state if wrap is None else {wrap: state, "epoch": 3}, path)
+    if wrap == "train_cls":  # tools/train_cls.py: raw and EMA weights; the EMA weights are the result
+        raw = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+        torch.save({"state_dict": raw, "state_dict_ema": state, "epoch": 3}, path)
+    else:
+        torch.save(state if wrap is None else {wrap: state, "epoch": 3}, path)
 
     torch.manual_seed(2)
     net = CyDAS("cydas_b", init_cfg=dict(type="Pretrained", checkpoint=str(path)))

@@ -187,6 +187,10 @@ def train(config, work_dir=None, resume: Optional[str] = None, amp: bool = False
     cfg = load_config(config, cfg_options, data_root)
     _common(cfg, config, work_dir, launcher)
     if amp:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--amp needs a CUDA GPU (mmengine's AmpOptimWrapper)")
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"
     if resume == "auto":
