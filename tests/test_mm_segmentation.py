@@ -166,3 +166,6 @@ def test_bad_input_is_one_line(tmp_path):
                           "train data root not found", "--data-root")
     assert_one_line_error(run_tool("tools/test.py", tmp_path / "missing.py", tmp_path / "x.pth"),
                           "config not found")
+    corrupt = tmp_path / "iter_8.pth"
+    corrupt.write_bytes(b"PK\x03\x04 not a checkpoint")
+    assert_one_line_error(run_tool("tools/test.py", real, corrupt), "cannot read checkpoint")

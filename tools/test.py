@@ -6,7 +6,7 @@ test_evaluator (CocoMetric for COCO, IoUMetric for Cityscapes/ADE20K).
 
 Examples:
   python tools/test.py mm_configs/retinanet_cydas_b.py work_dirs/retinanet_cydas_b/epoch_12.pth
-  python tools/test.py mm_configs/lraspp_cydas_b_ade20k.py iter_160000.pth --show-dir vis
+  python tools/test.py mm_configs/fpn_cydas_b_ade20k.py work_dirs/fpn_cydas_b_ade20k/iter_160000.pth --show-dir vis
   torchrun --nproc_per_node 8 tools/test.py CONFIG CHECKPOINT --launcher pytorch
 """
 import argparse

@@ -7,8 +7,8 @@ Examples:
   python tools/train.py mm_configs/retinanet_cydas_b.py
   python tools/train.py mm_configs/retinanet_cydas_b.py --data-root /datasets/coco/ --resume
   torchrun --nproc_per_node 8 tools/train.py mm_configs/retinanet_cydas_b.py --launcher pytorch
-  python tools/train.py mm_configs/lraspp_cydas_b_cityscapes.py \\
-      --cfg-options model.backbone.arch=runs/search_chain/arch.json norm_cfg.type=BN
+  python tools/train.py mm_configs/fpn_cydas_b_cityscapes.py --cfg-options \\
+      model.backbone.arch=runs/search_chain/arch.json model.backbone.init_cfg.checkpoint=runs/x/best.pth
 """
 import argparse
 import os

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+from ..core.checkpoint import load_checkpoint
 from ..core.errors import CheckpointError, DataError
 from .errors import ConfigError
 
@@ -174,6 +175,11 @@ def build_runner(cfg, config_path):
 
 
 def _common(cfg, config, work_dir, launcher):
+    import torch
+
+    if launcher != "none" and not torch.cuda.is_available():
+        raise ConfigError(f"--launcher {launcher} needs CUDA GPUs (mmengine 0.10.7 binds each process to a "
+                          f"GPU); on a CPU run without --launcher")
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
@@ -196,11 +202,10 @@ def train(config, work_dir=None, resume: Optional[str] = None, amp: bool = False
     if resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif resume is not None:
-        if not Path(resume).is_file():
-            raise CheckpointError(f"checkpoint to resume from not found: {resume}")
+        load_checkpoint(resume)  # one line for a missing or unreadable file
         cfg.resume, cfg.load_from = True, str(resume)
-    elif cfg.get("load_from") and not Path(cfg.load_from).is_file():
-        raise CheckpointError(f"load_from checkpoint not found: {cfg.load_from}")
+    elif cfg.get("load_from"):
+        load_checkpoint(cfg.load_from)
     check_data(cfg, ("train", "val") if cfg.get("val_cfg") else ("train",))
     if not (resume or cfg.get("load_from")):
         check_pretrained(cfg)
@@ -215,8 +220,7 @@ def test(config, checkpoint, work_dir=None, show_dir: Optional[str] = None,
     """Evaluate ``checkpoint`` on the config's test split; returns the metrics dict."""
     cfg = load_config(config, cfg_options, data_root)
     _common(cfg, config, work_dir, launcher)
-    if not Path(checkpoint).is_file():
-        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    load_checkpoint(checkpoint)  # one line for a missing, corrupt or not weights-only-loadable file
     cfg.load_from = str(checkpoint)
     if show_dir:
         hook = cfg.default_hooks.get("visualization")
