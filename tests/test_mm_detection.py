@@ -11,7 +11,7 @@ from conftest import ROOT, assert_one_line_error, run_tool
 
 pytest.importorskip("mmdet")
 import cydas_chain.mm  # noqa: E402,F401  (torch.load reads mmengine checkpoints)
-from cydas_chain.models import ChainArch  # noqa: E402
+from cydas_chain.models import LAYOUT, OPS, ChainArch  # noqa: E402
 
 pytestmark = [pytest.mark.mm, pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")]
 
@@ -150,13 +150,13 @@ def test_searched_arch_json_as_retinanet_backbone(tmp_path, coco):
           "default_hooks.checkpoint.interval=1")
     assert [r["epoch"] for r in read_json_logs(wd)[0] if "loss" in r] == [1]
     state = torch.load(wd / "epoch_1.pth")["state_dict"]
-    # the detector's backbone is the searched network: its blocks, stage by stage
-    for stage, blocks in enumerate(arch.stages, start=1):
-        assert f"backbone.blocks.{stage}.{len(blocks) - 1}.conv_pw.weight" in state
-        assert f"backbone.blocks.{stage}.{len(blocks)}.conv_pw.weight" not in state
-    # and stage 1's op is MB6 5x5 (index 2): 24 -> 144 expansion, 5x5 depthwise
-    assert state["backbone.blocks.2.0.conv_dw.weight"].shape[-1] == 5 or arch.stages[1][0] != 2
-    assert state["backbone.blocks.1.0.conv_pw.weight"].shape[0] == 16 * 4  # op 0 is MB4 3x3 on 16 channels
+    # the detector's backbone is the searched network: its blocks, kernels and expansions
+    for s, (ops, width) in enumerate(zip(arch.stages, LAYOUT.widths)):
+        assert f"backbone.blocks.{s + 1}.{len(ops)}.conv_pw.weight" not in state
+        for j, op in enumerate(ops):
+            c_in = (LAYOUT.stem_width if s == 0 else LAYOUT.widths[s - 1]) if j == 0 else width
+            assert state[f"backbone.blocks.{s + 1}.{j}.conv_dw.weight"].shape[-1] == OPS[op].kernel
+            assert state[f"backbone.blocks.{s + 1}.{j}.conv_pw.weight"].shape[:2] == (c_in * OPS[op].expansion, c_in)
 
 
 def test_bad_input_is_one_line(tmp_path, coco):

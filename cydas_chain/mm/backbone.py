@@ -16,7 +16,6 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from timm.layers import convert_sync_batchnorm
-from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
