@@ -155,3 +155,15 @@ def test_nb201_search_iteration():
     assert "alpha_skip_l1" not in metrics and "loss_distill" in metrics
     assert not torch.equal(alpha0, s.search_net.alpha)
     assert s.search_net.genotype().arch_str().count("~") == 6
+
+
+def test_pretrain_epochs_train_ws_only():
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(epochs=1, pretrain_epochs=1), data, data)
+    alpha0 = s.search_net.alpha_normal.detach().clone()
+    ws0 = s.search_net.classifier.weight.detach().clone()
+    s.run(stop_after=1)
+    assert torch.equal(alpha0, s.search_net.alpha_normal) and s.eval_net is None
+    assert not torch.equal(ws0, s.search_net.classifier.weight)
+    s.run()
+    assert s.epoch == 2 and not torch.equal(alpha0, s.search_net.alpha_normal) and s.eval_net is not None

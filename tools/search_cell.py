@@ -39,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     p.add_argument("--preset", choices=("tiny", "cifar", "imagenet", "nb201"), default=None,
                    help="default settings (default: tiny without --data, else the dataset's/space's paper setting)")
-    p.add_argument("--epochs", type=int, help="search epochs (paper: 30; NB201: 50)")
+    p.add_argument("--epochs", type=int, help="search epochs, after the pretraining ones (paper: 30; NB201: 50)")
     p.add_argument("--pretrain-epochs", type=int, help="epochs training w_S only (paper ImageNet: 10)")
     p.add_argument("--batch-size", type=int, help="batch size per process (paper: CIFAR 64, ImageNet 1024)")
     p.add_argument("--lr", type=float, help="SGD learning rate of w_S and w_E (paper: CIFAR 0.1, ImageNet 0.8)")
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
             if is_main_process():
                 write_outputs(args.out, searcher)
             g = searcher.search_net.genotype()
-            log.info("epoch %d/%d %s | genotype %s", epoch, cfg.epochs,
+            log.info("epoch %d/%d %s | genotype %s", epoch, cfg.total_epochs,
                      " ".join(f"{k}={v:.4g}" for k, v in m.items()), g)
 
         searcher.run(checkpoint=ckpt, on_epoch=on_epoch)

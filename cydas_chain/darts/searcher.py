@@ -60,8 +60,8 @@ class SearchConfig:
     eval_layers: int = 20
     embed_hidden: int = 128
     # schedule
-    epochs: int = 30
-    pretrain_epochs: int = 0  # epochs that train w_S only (ImageNet: 10)
+    epochs: int = 30  # search epochs
+    pretrain_epochs: int = 0  # epochs before them that train w_S only (ImageNet: 10)
     update_every: int = 0  # S_U in steps; 0 = one epoch
     eval_steps: int = 0  # S_E in steps; 0 = one epoch
     # w_S (and w_E in its S_E phase): SGD, cosine to w_lr_min over the epochs
@@ -94,6 +94,10 @@ class SearchConfig:
         if "arch_betas" in d:
             d["arch_betas"] = tuple(d["arch_betas"])
         return cls(**d)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.pretrain_epochs + self.epochs
 
     @property
     def use_l1(self) -> bool:
@@ -165,7 +169,7 @@ class CyclicSearcher:
         self.w_params = [p for p in self.search_net.weight_parameters() if id(p) not in head_ids]
         self.w_opt = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
                                      weight_decay=cfg.w_weight_decay)
-        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, max(1, cfg.epochs),
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, max(1, cfg.total_epochs),
                                                                   eta_min=cfg.w_lr_min)
         # alpha (and the student's embedding heads) by Adam; w_E gets the same Adam in _make_eval_opts
         self.arch_opt = torch.optim.Adam(self.search_net.arch_parameters() + student_heads, lr=cfg.arch_lr,
@@ -314,7 +318,7 @@ class CyclicSearcher:
         eval_it = _cycle(lambda k: self._loader(self.val_set, cfg.seed + 2, epoch * 1000 + k))
         sums: Dict[str, float] = {}
         eval_phase_losses = []
-        bar = progress(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step")
+        bar = progress(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.total_epochs}", unit="step")
         for _ in bar:
             if searching and cfg.cyclic and self.global_step % update_every == 0:
                 genotype = self.search_net.genotype()
@@ -343,9 +347,9 @@ class CyclicSearcher:
 
     def run(self, checkpoint: Optional[Path] = None, stop_after: Optional[int] = None,
             on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None):
-        """Search until ``cfg.epochs`` (or ``stop_after`` more epochs); checkpoint after every epoch."""
+        """Run to ``cfg.total_epochs`` (or ``stop_after`` more epochs); checkpoint after every epoch."""
         done = 0
-        while self.epoch < self.cfg.epochs and (stop_after is None or done < stop_after):
+        while self.epoch < self.cfg.total_epochs and (stop_after is None or done < stop_after):
             metrics = self.run_epoch()
             done += 1
             if checkpoint is not None and is_main_process():
