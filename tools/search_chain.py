@@ -22,11 +22,12 @@ a laptop CPU, not a benchmark: architectures found on it say nothing about Image
 
 Defaults (--data DIR | embedded):  --epochs 120 | 8, --batch-size 1024 | 50 (total over all
 processes), --img-size 224 | 32, --eval-interval 100 | 6 steps, --val-subset 1024 | 200 images,
---workers 8 | 0, --save-interval 1000 | 20 steps.  The paper's settings on ImageNet: SGD momentum 0.9,
+--workers min(8, CPUs) | 0, --save-interval 1000 | 20 steps.  The paper's settings on ImageNet: SGD momentum 0.9,
 weight decay 4e-5, lr 0.5 per 1024 images of total batch (scaled linearly), linear decay to 0.
 MACs are always counted at the deployment resolution --cost-size (224), whatever --img-size.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from cydas_chain.core.cli import run_tool  # noqa: E402
 from cydas_chain.core.errors import CydasError  # noqa: E402
 
 REAL_DEFAULTS = dict(epochs=120, batch_size=1024, img_size=224, eval_interval=100, val_subset=1024,
-                     workers=8, save_interval=1000)
+                     workers=min(8, os.cpu_count() or 1), save_interval=1000)
 EMBEDDED_DEFAULTS = dict(epochs=8, batch_size=50, img_size=32, eval_interval=6, val_subset=200,
                          workers=0, save_interval=20)
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None, help="ImageFolder root (default: the embedded data set)")
     g.add_argument("--img-size", type=int, default=None, help="training resolution (224 | 32)")
-    g.add_argument("--workers", type=int, default=None, help="data loader processes (8 | 0)")
+    g.add_argument("--workers", type=int, default=None, help="data loader processes (min(8, CPUs) | 0)")
     g = p.add_argument_group("search")
     g.add_argument("--epochs", type=int, default=None, help="(120 | 8)")
     g.add_argument("--batch-size", type=int, default=None, help="total batch over all processes (1024 | 50)")

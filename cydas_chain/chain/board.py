@@ -25,11 +25,13 @@ class Entry:
     step: int = 0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "path": list(self.path)}
+        """Plain values; an unmeasured score is None."""
+        return {**asdict(self), "path": list(self.path), "score": None if math.isnan(self.score) else self.score}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Entry":
-        return cls(tuple(int(c) for c in d["path"]), int(d["macs"]), float(d["score"]), int(d["step"]))
+        score = math.nan if d["score"] is None else float(d["score"])
+        return cls(tuple(int(c) for c in d["path"]), int(d["macs"]), score, int(d["step"]))
 
 
 def _rank_key(e: Entry):

@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -372,9 +373,8 @@ class ChainSearch:
                 "search": {**self.cfg.as_dict(), "steps": self.total_steps, "data": self.data_desc}}
         if self.latency is not None:
             info["latency_ms_estimate"] = float(self.latency.values(np.asarray([teacher.path]))[0])
-        text = (json.dumps(_json_safe(info), indent=2) + "\n").encode()
+        text, hist = _dumps(info), _dumps(self.board.history)
         atomic_write(self.out / "arch.json", lambda f: f.write(text))
-        hist = (json.dumps(_json_safe(self.board.history), indent=1) + "\n").encode()
         atomic_write(self.out / "teacher_history.json", lambda f: f.write(hist))
         self._write_evaluations()
         from .plot import plot_search
@@ -399,6 +399,14 @@ class ChainSearch:
 
 def _fmt_score(s: float) -> str:
     return "-" if math.isnan(s) else f"{s:.1f}"
+
+
+def _dumps(obj) -> bytes:
+    """Indented JSON with lists of numbers on one line (paths stay readable)."""
+    text = json.dumps(_json_safe(obj), indent=1)
+    text = re.sub(r"\[[\s\d,.eE+-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
+                  text)
+    return (text + "\n").encode()
 
 
 def _json_safe(obj):

@@ -1,0 +1,76 @@
+"""The introspective teacher rule, in every case, and the K-best board."""
+import math
+
+import pytest
+import torch
+
+from cydas_chain.chain.board import Board, Entry, beats
+
+
+def board_with_teacher(score=50.0, macs=300, size=1):
+    b = Board(Entry((1,) * 20, macs, step=0), size)
+    b.rescore([score])
+    return b
+
+
+@pytest.mark.parametrize("d_score, d_macs, replaced", [
+    (+1, -10, True), (+1, 0, True), (+1, +10, False),     # better score
+    (0, -10, False), (0, 0, False), (0, +10, False),      # equal score: not better
+    (-1, -10, False), (-1, 0, False), (-1, +10, False),   # worse score
+])
+def test_replacement_rule(d_score, d_macs, replaced):
+    b = board_with_teacher(50.0, 300)
+    cand = Entry((2,) * 20, 300 + d_macs, 50.0 + d_score, step=7)
+    assert beats(cand, b.teacher) == replaced
+    assert b.offer(cand) == replaced
+    assert (b.teacher == cand) == replaced
+    assert len(b.entries) == 1
+    assert len(b.history) == 1 + replaced
+    if replaced:
+        h = b.history[-1]
+        assert (h["step"], h["score"], h["macs"], h["path"], h["event"]) == (7, cand.score, cand.macs, [2] * 20, "teacher")
+
+
+def test_unscored_teacher_loses_to_any_scored_path_within_budget():
+    b = Board(Entry((1,) * 20, 300), 1)
+    assert math.isnan(b.teacher.score)
+    assert not b.offer(Entry((2,) * 20, 301, 0.0, 1))
+    assert b.offer(Entry((3,) * 20, 300, 0.0, 2))
+
+
+def test_same_path_is_not_added_twice():
+    b = board_with_teacher(10.0, 300, size=3)
+    assert not b.offer(Entry((1,) * 20, 300, 90.0, 5))
+    assert len(b.entries) == 1
+
+
+def test_k_best_board():
+    b = board_with_teacher(10.0, 300, size=3)
+    # filling: any evaluated path enters; the best-scoring entry is the teacher
+    assert b.offer(Entry((2,) * 20, 350, 20.0, 1))
+    assert b.teacher.path == (2,) * 20
+    assert b.offer(Entry((3,) * 20, 200, 5.0, 2))
+    assert [e.score for e in b.entries] == [20.0, 10.0, 5.0]
+    # full: a candidate must beat the worst entry (score higher, MACs <= the worst's)
+    assert not b.offer(Entry((4,) * 20, 250, 30.0, 3))   # more MACs than the worst (200)
+    assert b.offer(Entry((5,) * 20, 150, 6.0, 4))        # replaces the worst
+    assert [e.path[0] for e in b.entries] == [2, 1, 5]
+    assert b.history[-1]["event"] == "board"
+    # re-scoring with new weights reorders the board and may change the teacher
+    b.rescore([1.0, 2.0, 3.0])
+    assert b.teacher.path == (5,) * 20
+    assert [h["path"][0] for h in b.teacher_history()] == [1, 2]
+
+
+def test_state_round_trip(tmp_path):
+    b = board_with_teacher(10.0, 300, size=2)
+    b.offer(Entry((2,) * 20, 250, 12.0, 3))
+    torch.save(b.state_dict(), tmp_path / "b.pth")
+    c = Board(Entry((0,) * 20, 1), 1)
+    c.load_state_dict(torch.load(tmp_path / "b.pth", weights_only=True))
+    assert c.entries == b.entries and c.history == b.history and c.size == 2
+
+
+def test_board_size_must_be_positive():
+    with pytest.raises(ValueError):
+        Board(Entry((1,) * 20, 1), 0)

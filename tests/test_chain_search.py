@@ -1,0 +1,153 @@
+"""tools/search_chain.py end to end: outputs, exact resume, bad input, 2-process DDP."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, run_tool
+from cydas_chain.core.data import make_shapes_folder
+
+pytestmark = pytest.mark.slow
+TOOL = "tools/search_chain.py"
+ENV = {"OMP_NUM_THREADS": "1"}  # one thread per process: the suite runs with xdist on a shared CPU
+# 80 train images of 16x16, batch 16: 5 steps an epoch, 10 steps, the rule applied every 2 steps
+TINY = ["--flops", "400", "--epochs", "2", "--batch-size", "16", "--img-size", "16", "--eval-interval", "2",
+        "--val-subset", "40", "--save-interval", "3", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_shapes_folder(tmp_path_factory.mktemp("shapes"), train_per_class=8, val_per_class=4, image_size=16)
+
+
+@pytest.fixture(scope="module")
+def finished(data, tmp_path_factory):
+    """An uninterrupted search."""
+    out = tmp_path_factory.mktemp("search") / "run"
+    run_tool(TOOL, "--data", data, "--out", out, *TINY, env=ENV, check=True)
+    return out
+
+
+def read(out, name):
+    return (out / name).read_text()
+
+
+def test_outputs(finished):
+    import timm
+
+    import cydas_chain  # noqa: F401
+    from cydas_chain.core.flops import count_macs
+    from cydas_chain.models import ChainArch
+
+    arch = json.loads(read(finished, "arch.json"))
+    assert arch["space"] == "cydas_chain" and len(arch["path"]) == 20
+    assert arch["fvcore_macs"] <= 400e6 and arch["thop_macs"] > 0 and arch["params"] > 0
+    assert arch["search"]["max_macs"] == 400_000_000 and arch["search"]["steps"] == 10
+    model = timm.create_model("cydas_chain", arch=str(finished / "arch.json"), num_classes=arch["num_classes"])
+    cost = count_macs(model, 224)
+    assert (cost.fvcore_macs, cost.params) == (arch["fvcore_macs"], arch["params"])
+
+    history = json.loads(read(finished, "teacher_history.json"))
+    assert history[0]["event"] == "init" and history[0]["score"] is None
+    teachers = [h for h in history if h["event"] in ("init", "teacher")]
+    assert list(ChainArch.from_path(teachers[-1]["path"]).to_path()) == arch["path"]
+    for a, b in zip(teachers, teachers[1:]):  # every replacement: more score, no more MACs
+        assert b["macs"] <= a["macs"] and b["step"] > a["step"]
+    evals = read(finished, "evaluations.csv").splitlines()
+    assert len(evals) == 1 + 5  # header + steps 2, 4, 6, 8, 10
+    metrics = read(finished, "metrics.csv").splitlines()
+    assert len(metrics) == 1 + 10 and "teacher_macs" in metrics[0]
+    assert (finished / "search.png").stat().st_size > 10_000
+    ckpt = torch.load(finished / "checkpoints" / "last.pth", weights_only=True)
+    assert ckpt["step"] == 10
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(data, finished, tmp_path):
+    out = tmp_path / "run"
+    killed = run_tool(TOOL, "--data", data, "--out", out, *TINY, "--stop-after-steps", "8", env=ENV)
+    assert killed.returncode == 75, killed.stderr  # exits like a kill after step 8; last checkpoint: step 6
+    assert torch.load(out / "checkpoints" / "last.pth", weights_only=True)["step"] == 6
+    assert not (out / "arch.json").exists()
+    run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume", env=ENV, check=True)
+    for name in ("arch.json", "teacher_history.json", "evaluations.csv"):
+        assert read(out, name) == read(finished, name), name
+    assert len(read(out, "metrics.csv").splitlines()) == 1 + 10  # steps 7-8 logged once
+
+
+def error_line(proc):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]
+
+
+def test_bad_data(tmp_path, data):
+    assert "not found" in error_line(run_tool(TOOL, "--data", tmp_path / "nope", *TINY, env=ENV))
+    (tmp_path / "empty").mkdir()
+    assert "no class sub-folders" in error_line(run_tool(TOOL, "--data", tmp_path / "empty", *TINY, env=ENV))
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    shutil.rmtree(broken / "val" / "ring")
+    assert "absent from val: ring" in error_line(run_tool(TOOL, "--data", broken, "--out", tmp_path / "o", *TINY,
+                                                          env=ENV))
+
+
+def test_infeasible_budget(tmp_path, data):
+    line = error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY[2:], "--flops", "50", env=ENV))
+    assert "outside the feasible range 86.8M..575.4M" in line
+
+
+def test_bad_checkpoints(tmp_path, data, finished):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    ckpt = out / "checkpoints" / "last.pth"
+    good = ckpt.read_bytes()
+    # a search already there is never overwritten without --resume
+    assert "--resume" in error_line(run_tool(TOOL, "--data", data, "--out", out, *TINY, env=ENV))
+    # another configuration
+    other = [*TINY[2:], "--flops", "300"]
+    assert "max_macs=400000000" in error_line(run_tool(TOOL, "--data", data, "--out", out, *other, "--resume", env=ENV))
+    # a checkpoint of something else (e.g. the DARTS space)
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"kind": "cydas_chain/darts_search", "state_dict": {}}, foreign)
+    line = error_line(run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume", foreign, env=ENV))
+    assert "not a chain-space search checkpoint" in line
+    assert ckpt.read_bytes() == good  # nothing written was lost
+    # a corrupt (truncated) checkpoint
+    ckpt.write_bytes(good[: len(good) // 2])
+    assert "cannot read checkpoint" in error_line(run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume",
+                                                           env=ENV))
+    assert (out / "arch.json").read_text() == read(finished, "arch.json")
+
+
+def test_arch_file_of_another_space(tmp_path):
+    import timm
+
+    import cydas_chain  # noqa: F401
+    from cydas_chain.core.errors import ArchError
+    from cydas_chain.models import resolve_arch
+
+    f = tmp_path / "genotype.json"
+    f.write_text(json.dumps({"space": "darts", "normal": [], "reduce": []}))
+    with pytest.raises(ArchError, match="'darts' space"):
+        resolve_arch(f)
+    with pytest.raises(ArchError, match="'darts' space"):
+        timm.create_model("cydas_chain", arch=str(f))
+
+
+def test_ddp_two_processes_train_the_same_paths(data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TOOL,
+           "--data", str(data), "--out", str(out), *TINY, "--trace-paths"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    paths0 = read(out, "paths_rank0.txt").splitlines()
+    assert len(paths0) == 10 and paths0 == read(out, "paths_rank1.txt").splitlines()
+    arch = json.loads(read(out, "arch.json"))
+    assert arch["search"]["world_size"] == 2 and arch["fvcore_macs"] <= 400e6
+    assert proc.stderr.count("searched architecture") == 1  # written and reported once
+    assert len(read(out, "metrics.csv").splitlines()) == 1 + 10

@@ -1,0 +1,84 @@
+"""The SPOS supernet: child extraction is exact, only the path trains, the loss decreases."""
+import numpy as np
+import pytest
+import torch
+
+from cydas_chain.chain import ChainSupernet, extract_child, uniform_paths
+from cydas_chain.chain.searcher import ChainSearch, SearchConfig
+from cydas_chain.core.data import TensorImageDataset
+from cydas_chain.core.distributed import DistInfo
+from cydas_chain.core.logging import get_logger
+from cydas_chain.models import PUBLISHED, SKIP, ChainArch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread per test process: the suite runs with xdist on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    torch.manual_seed(0)
+    net = ChainSupernet(num_classes=10)
+    # give the BN running statistics non-trivial values, as after training
+    net.train()
+    with torch.no_grad():
+        for p in uniform_paths(np.random.default_rng(0), 20):
+            net(torch.randn(4, 3, 32, 32), p)
+    return net
+
+
+def test_child_extraction_is_exact(supernet):
+    x = torch.randn(3, 3, 48, 48)
+    paths = [PUBLISHED["cydas_b"].to_path(), PUBLISHED["cydas_a"].to_path(),
+             *uniform_paths(np.random.default_rng(1), 2).tolist()]
+    supernet.eval()
+    for path in paths:
+        child = extract_child(supernet, path).eval()
+        assert child.chain_arch == ChainArch.from_path(path)
+        with torch.no_grad():
+            assert torch.equal(supernet(x, path), child(x)), path
+
+
+def test_skip_positions_are_interchangeable(supernet):
+    """A stage's blocks are renumbered over the skips: [op, SKIP, op2, SKIP] keeps two blocks."""
+    path = list(PUBLISHED["cydas_a"].to_path())
+    path[4:8] = [1, SKIP, 2, SKIP]
+    sd = supernet.child_state_dict(path)
+    assert torch.equal(sd["blocks.2.1.conv_pw.weight"], supernet.layers[6][2].conv_pw.weight)
+    assert not any(k.startswith("blocks.2.2.") for k in sd)
+
+
+def test_only_the_path_gets_gradients(supernet):
+    path = uniform_paths(np.random.default_rng(2), 1)[0]
+    supernet.train()
+    supernet.zero_grad(set_to_none=True)
+    supernet(torch.randn(2, 3, 32, 32), path).sum().backward()
+    for layer, blocks in enumerate(supernet.layers):
+        for op, block in enumerate(blocks):
+            has_grad = all(p.grad is not None for p in block.parameters())
+            no_grad = all(p.grad is None for p in block.parameters())
+            assert has_grad if op == path[layer] else no_grad, (layer, op)
+    supernet.zero_grad(set_to_none=True)
+
+
+def test_loss_decreases_on_a_repeated_batch(tmp_path):
+    g = np.random.default_rng(0)
+    images = g.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8)
+    labels = [i % 4 for i in range(32)]
+    data = TensorImageDataset(images, labels, classes=list("abcd"))
+    from torchvision import transforms as T
+    tf = T.ToTensor()
+    cfg = SearchConfig(max_macs=int(400e6), epochs=40, batch_size=16, img_size=16, lr=0.002, eval_interval=1,
+                       val_subset=8, seed=0)
+    search = ChainSearch(cfg, data, tf, TensorImageDataset(images[:8], labels[:8], tf, list("abcd")),
+                         list("abcd"), tmp_path, DistInfo(), get_logger("test_chain"))
+    x = torch.stack([tf(data[i][0]) for i in range(16)])
+    y = torch.tensor(labels[:16])
+    path = search.board.teacher.path  # the teacher's own path: KL starts near 0
+    losses = [search.train_step(x, y, path)["loss"] for _ in range(20)]
+    assert np.mean(losses[-5:]) < 0.2 * np.mean(losses[:3]), losses
