@@ -1,6 +1,7 @@
 """tools/flops.py: the numbers it prints are the core counter's; bad input is one line."""
 import json
 
+import pytest
 import timm
 
 import cydas_chain  # noqa: F401
@@ -28,3 +29,19 @@ def test_flops_tool_bad_input(tmp_path):
     bad = tmp_path / "other.json"
     bad.write_text(json.dumps({"space": "darts", "normal": []}))
     assert_one_line_error(run_tool("tools/flops.py", bad), "'darts' space")
+
+
+@pytest.mark.mm
+def test_flops_tool_on_an_mm_config(repo_root):
+    from cydas_chain.mm.flops import mm_config_macs
+
+    config = repo_root / "mm_configs" / "fpn_cydas_b_ade20k.py"
+    proc = run_tool("tools/flops.py", config, "--input-size", "128", "--json", check=True,
+                    env={"OMP_NUM_THREADS": "1"})
+    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = mm_config_macs(config, input_size=(128, 128))
+    assert printed["input_size"] == [128, 128]
+    assert printed["backbone"] == expected["backbone"] and printed["model"] == expected["model"]
+    backbone = count_macs(timm.create_model("cydas_b", features_only=True), 128)
+    assert printed["backbone"]["fvcore_macs"] == backbone.fvcore_macs
+    assert printed["model"]["fvcore_macs"] > backbone.fvcore_macs
