@@ -1,0 +1,438 @@
+"""Image classification (re)training and evaluation of a backbone with the CyDAS recipe.
+
+One process per device; ``torchrun`` launches several (DDP).  Every rank trains on its shard of
+the training set (``DistributedSampler``) and evaluates its shard of the validation set; the
+metrics are summed over ranks.  Rank 0 writes the output folder::
+
+    OUT/config.json     the resolved settings          OUT/arch.json  the architecture (chain models)
+    OUT/last.pth        weights, EMA, optimizer, scheduler, RNG: what --resume continues from
+    OUT/best.pth        weights and EMA of the epoch with the best validation top-1
+    OUT/metrics.csv     one row per epoch (TensorBoard events in OUT/tb)    OUT/log.txt
+
+Checkpoints follow timm's convention: model weights under ``state_dict``, EMA weights under
+``state_dict_ema``; they hold tensors and plain values only (``torch.load(weights_only=True)``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+from ..core import distributed as D
+from ..core.checkpoint import atomic_write, load_checkpoint, load_model_weights, save_checkpoint
+from ..core.data import default_data_root, make_shapes_folder, train_val_folders
+from ..core.errors import ArchError, CheckpointError, CydasError, DataError
+from ..core.flops import count_params
+from ..core.logging import MetricWriter, get_logger, progress
+from ..core.seed import rng_state, seed_everything, set_rng_state
+from ..models.chain_arch import resolve_arch
+from .recipe import BASE_BATCH, Recipe, scaled_lr
+
+__all__ = ["TrainConfig", "build_model", "evaluate", "evaluate_checkpoint", "train"]
+
+DEFAULT_MODEL = "cydas_b"
+
+# Defaults that depend on the data: a real ImageNet-style folder, or the small embedded set.
+IMAGENET_DEFAULTS = dict(epochs=450, batch_size=128, img_size=224)
+EMBEDDED_DEFAULTS = dict(epochs=10, batch_size=64, img_size=32)
+
+
+@dataclass
+class TrainConfig:
+    model: Optional[str] = None  # a timm model name (default cydas_b)
+    arch: Optional[str] = None  # an arch.json of the chain space: model 'cydas_chain'
+    data: Optional[str] = None  # ImageNet-style folder; None: the embedded shapes set
+    out: str = "output/train_cls"
+    epochs: Optional[int] = None  # None: IMAGENET_DEFAULTS / EMBEDDED_DEFAULTS
+    batch_size: Optional[int] = None  # per process
+    img_size: Optional[int] = None
+    lr: Optional[float] = None  # None: recipe.base_lr scaled to the total batch
+    workers: int = 4
+    seed: int = 0
+    device: Optional[str] = None
+    amp: bool = False
+    val_fraction: float = 0.1  # held out of train/ when there is no val/
+    resume: Optional[str] = None  # a checkpoint path; "last" = OUT/last.pth
+    stop_after_epoch: Optional[int] = None  # end this run early; --resume continues the schedule
+    checkpoint: Optional[str] = None  # evaluation only
+    recipe: Recipe = field(default_factory=Recipe)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the data-dependent defaults filled in."""
+        defaults = EMBEDDED_DEFAULTS if self.data is None else IMAGENET_DEFAULTS
+        cfg = TrainConfig(**{**asdict(self), "recipe": self.recipe})
+        for k, v in defaults.items():
+            if getattr(cfg, k) is None:
+                setattr(cfg, k, v)
+        if cfg.arch is None and cfg.model is None:
+            cfg.model = DEFAULT_MODEL
+        for name in ("epochs", "batch_size", "img_size"):
+            if getattr(cfg, name) <= 0:
+                raise CydasError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+        return cfg
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model and data
+# ------------------------------------------------------------------------------------------------
+def build_model(model: Optional[str], arch: Optional[str], num_classes: int, recipe: Recipe,
+                **kwargs) -> nn.Module:
+    """``timm.create_model('cydas_chain', arch=...)`` for an arch file, else the named timm model."""
+    import timm
+
+    kwargs = dict(num_classes=num_classes, drop_rate=recipe.drop_rate,
+                  drop_path_rate=recipe.drop_path_rate, **kwargs)
+    if arch is not None:
+        if model not in (None, "cydas_chain"):
+            raise CydasError("give either --model or --arch, not both")
+        return timm.create_model("cydas_chain", arch=resolve_arch(arch), **kwargs)
+    name = model or DEFAULT_MODEL
+    if not timm.is_model(name):
+        raise ArchError(f"unknown model '{name}': give a timm model name (e.g. cydas_a, cydas_b, "
+                        f"mobilenetv3_large_100) or --arch path/to/arch.json")
+    return timm.create_model(name, **kwargs)
+
+
+def model_identity(model: nn.Module, cfg: TrainConfig) -> dict:
+    """What a checkpoint records about its network, to rebuild it for evaluation."""
+    arch = getattr(model, "chain_arch", None)
+    return {"model": "cydas_chain" if cfg.arch is not None else cfg.model,
+            "arch": arch.to_dict() if arch is not None else None}
+
+
+def data_root(cfg: TrainConfig) -> Path:
+    if cfg.data is not None:
+        return Path(cfg.data)
+    root = default_data_root()
+    if D.is_main_process():
+        make_shapes_folder(root)
+    D.barrier()
+    return root
+
+
+def model_data_config(model: Optional[str], arch) -> dict:
+    """Normalisation and crop of the network's timm pretrained config (known before it is built)."""
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    pretrained_cfg = get_pretrained_cfg("cydas_chain" if arch is not None else model or DEFAULT_MODEL)
+    return resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {})
+
+
+def build_data(cfg: TrainConfig, dist_info: D.DistInfo, for_training: bool = True):
+    """(train loader, val loader, classes); every rank gets its shard of both sets."""
+    data_cfg = model_data_config(cfg.model, cfg.arch)
+    train_tf, val_tf = cfg.recipe.transforms(cfg.img_size, data_cfg["mean"], data_cfg["std"],
+                                             data_cfg["crop_pct"])
+    train_set, val_set, classes = train_val_folders(data_root(cfg), train_tf, val_tf,
+                                                    val_fraction=cfg.val_fraction, seed=0)
+    world, rank = dist_info.world_size, dist_info.rank
+    per_rank = len(train_set) // world
+    if for_training and per_rank < cfg.batch_size:
+        raise DataError(f"the training set has {len(train_set)} images, {per_rank} per process: fewer "
+                        f"than the batch size {cfg.batch_size} (lower --batch-size)")
+    # A DistributedSampler also for one process: a shuffle that depends on (seed, epoch) only.
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    pin = dist_info.device.type == "cuda"
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
+                              num_workers=cfg.workers, pin_memory=pin)
+    # Validation shards without padding, so that the summed metrics count every image once.
+    val_shard = Subset(val_set, range(rank, len(val_set), world))
+    val_loader = DataLoader(val_shard, batch_size=cfg.batch_size, shuffle=False,
+                            num_workers=cfg.workers, pin_memory=pin)
+    return train_loader, val_loader, classes
+
+
+# ------------------------------------------------------------------------------------------------
+# One epoch, evaluation
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
+             desc: str = "eval") -> Dict[str, float]:
+    """Loss, top-1 and top-5 accuracy (%) over the loader, summed over all ranks."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, images
+    for x, y in progress(loader, desc=desc, leave=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(x)
+        logits = logits.float()
+        k = min(5, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices.eq(y[:, None])
+        sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), hits[:, 0].sum(),
+                             hits.sum(), torch.tensor(len(y), device=device)]).double()
+    D.all_reduce_sum(sums)
+    model.train(was_training)
+    loss, top1, top5, n = sums.tolist()
+    n = max(n, 1.0)
+    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": int(n)}
+
+
+def train_one_epoch(model, raw_model, ema, loader, criterion, optimizer, scheduler, scaler,
+                    device, amp: bool, step: int, desc: str):
+    """Returns (metrics, global step).  ``step`` counts optimizer updates over the whole run."""
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, images
+    bar = progress(loader, desc=desc, unit="batch")
+    for i, (x, y) in enumerate(bar):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler(loss, optimizer)
+        else:
+            loss.backward()
+            optimizer.step()
+        step += 1
+        scheduler.step_update(num_updates=step)
+        if ema is not None:
+            ema.update(raw_model, step=step)
+        sums += torch.stack([loss.detach().double() * len(y), logits.argmax(1).eq(y).sum().double(),
+                             torch.tensor(float(len(y)), device=device, dtype=torch.float64)])
+        if i % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    D.all_reduce_sum(sums)
+    loss_sum, top1, n = sums.tolist()
+    if not math.isfinite(loss_sum):
+        raise CydasError(f"{desc}: the training loss is not finite (try a lower --lr or no --amp)")
+    return {"train_loss": loss_sum / n, "train_top1": 100.0 * top1 / n}, step
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints
+# ------------------------------------------------------------------------------------------------
+def _load_into(module: nn.Module, state_dict, what: str, path) -> None:
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{what} of {path} do not match the model: {detail}") from None
+
+
+def gather_rng_states() -> List[dict]:
+    """Every rank's RNG state (rank order): each rank resumes its own augmentation stream."""
+    state = rng_state()
+    if not D.is_dist():
+        return [state]
+    states = [None] * D.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig) -> Dict[str, float]:
+    """Train (or continue training) and return the last epoch's metrics.
+
+    A resumed run takes the schedule-defining settings it is not given (epochs, batch size, image
+    size, lr, model, arch) from the checkpoint.
+    """
+    out = Path(cfg.out)
+    resume_path, ckpt = None, None
+    if cfg.resume is not None:
+        resume_path = out / "last.pth" if cfg.resume == "last" else Path(cfg.resume)
+        if not resume_path.is_file():
+            raise CheckpointError(f"nothing to resume: {resume_path} not found")
+        ckpt = load_checkpoint(resume_path)
+        old = ckpt.get("config", {})
+        for name in ("epochs", "batch_size", "img_size", "lr", "model", "arch"):
+            if getattr(cfg, name) is None and old.get(name) is not None:
+                setattr(cfg, name, old[name])
+    elif (out / "last.pth").exists():
+        raise CydasError(f"{out} already holds a run (last.pth): continue it with --resume, "
+                         f"or choose another --out")
+    cfg = cfg.resolved()
+    info = D.init_distributed(cfg.device)
+    try:
+        return _train(cfg, out, resume_path, ckpt, info)
+    finally:
+        D.cleanup()
+
+
+def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optional[dict],
+           info: D.DistInfo) -> Dict[str, float]:
+    device, recipe = info.device, cfg.recipe
+    if cfg.amp and device.type != "cuda":
+        raise CydasError("--amp needs a CUDA device")
+    log = get_logger("cydas.train_cls", out)
+
+    # The model is initialised identically on every rank; augmentation streams differ per rank.
+    train_loader, val_loader, classes = build_data(cfg, info)
+    seed_everything(cfg.seed)
+    raw_model = build_model(cfg.model, cfg.arch, len(classes), recipe).to(device)
+    seed_everything(cfg.seed + info.rank)
+
+    total_batch = cfg.batch_size * info.world_size
+    lr = cfg.lr if cfg.lr is not None else scaled_lr(total_batch, recipe.base_lr)
+    optimizer = recipe.optimizer(raw_model, lr)
+    scheduler = recipe.scheduler(optimizer, cfg.epochs, len(train_loader))
+    scaler = None
+    if cfg.amp:
+        from timm.utils import NativeScaler
+        scaler = NativeScaler(device="cuda")
+    criterion = recipe.train_loss().to(device)
+    model = raw_model
+    if info.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    ema = recipe.model_ema(raw_model)  # after DDP's broadcast of rank 0's weights
+
+    identity = model_identity(raw_model, cfg)
+    start_epoch, step, best = 0, 0, {"top1": -1.0, "epoch": 0}
+    if resume_path is not None:
+        start_epoch, step, best = _resume(ckpt, resume_path, cfg, identity, raw_model, ema, optimizer,
+                                          scheduler, scaler, info, log)
+    writer = MetricWriter(out)
+    if resume_path is not None:
+        writer.truncate_after(start_epoch)
+
+    if info.is_main:
+        arch = getattr(raw_model, "chain_arch", None)
+        if arch is not None:
+            atomic_write(out / "arch.json", lambda f: f.write(arch.to_json().encode()))
+        config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": total_batch, "lr": lr,
+                  "classes": classes, **identity}
+        atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2, default=str).encode()))
+    rule = (f"given by --lr" if cfg.lr is not None else
+            f"= {recipe.base_lr} x {total_batch} / {BASE_BATCH}, scaled to the total batch")
+    log.info(f"model {identity['model']}" + (f" [{raw_model.chain_arch}]" if identity["arch"] else "") +
+             f": {count_params(raw_model) / 1e6:.3f}M params, {len(classes)} classes, "
+             f"{cfg.img_size}px, device {device}, {info.world_size} process(es)")
+    log.info(f"data {cfg.data or 'embedded shapes (' + str(default_data_root()) + ')'}: "
+             f"{len(train_loader.dataset)} train / {len(val_loader.dataset.dataset)} val images")
+    log.info(f"lr {lr:.4g} {rule} ({cfg.batch_size} per process x {info.world_size}); {recipe.opt}, "
+             f"wd {recipe.weight_decay}, warmup {recipe.warmup_epochs} epochs then cosine to epoch {cfg.epochs}, "
+             f"AutoAugment {recipe.auto_augment}, EMA {recipe.ema_decay if recipe.ema else 'off'}")
+    if start_epoch:
+        log.info(f"resumed from {resume_path} after epoch {start_epoch} (step {step})")
+
+    end_epoch = cfg.epochs if cfg.stop_after_epoch is None else min(cfg.epochs, cfg.stop_after_epoch)
+    row: Dict[str, float] = {}
+    for epoch in range(start_epoch, end_epoch):
+        t0 = time.time()
+        train_loader.sampler.set_epoch(epoch)
+        row, step = train_one_epoch(model, raw_model, ema, train_loader, criterion, optimizer, scheduler,
+                                    scaler, device, cfg.amp, step, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        scheduler.step(epoch + 1)
+        row["lr"] = optimizer.param_groups[0]["lr"]
+        row.update({f"val_{k}": v for k, v in evaluate(raw_model, val_loader, device, cfg.amp).items()
+                    if k != "images"})
+        if ema is not None:
+            row.update({f"ema_{k}": v for k, v in evaluate(ema.module, val_loader, device, cfg.amp).items()
+                        if k != "images"})
+        score = row["ema_top1"] if ema is not None else row["val_top1"]
+        is_best = score > best["top1"]
+        if is_best:
+            best = {"top1": score, "epoch": epoch + 1}
+        rngs = gather_rng_states()  # collective: every rank takes part
+        if info.is_main:
+            state = {"epoch": epoch + 1, "step": step, **identity, "num_classes": len(classes),
+                     "classes": list(classes), "img_size": cfg.img_size,
+                     "state_dict": raw_model.state_dict(),
+                     **({"state_dict_ema": ema.module.state_dict()} if ema is not None else {}),
+                     "metrics": dict(row), "best": dict(best)}
+            if is_best:  # first: a crash between the two saves re-does this epoch on resume
+                save_checkpoint(state, out / "best.pth")
+            save_checkpoint({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                             "rng": rngs, "config": cfg.as_dict()}, out / "last.pth")
+            row["epoch_time_s"] = time.time() - t0
+            writer.write(epoch + 1, row)
+        D.barrier()
+        log.info(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f} | "
+                 f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f} top-5 {row['val_top5']:.2f}" +
+                 (f" | EMA top-1 {row['ema_top1']:.2f} top-5 {row['ema_top5']:.2f}" if ema is not None else "") +
+                 f" | lr {row['lr']:.3g}" + (" *best" if is_best else ""))
+    writer.close()
+    if end_epoch < cfg.epochs:
+        log.info(f"stopped after epoch {end_epoch} of {cfg.epochs}; continue with --resume")
+    else:
+        log.info(f"done: best {'EMA ' if ema is not None else ''}top-1 {best['top1']:.2f} at epoch "
+                 f"{best['epoch']}; weights in {out / 'best.pth'} and {out / 'last.pth'}")
+    return row
+
+
+def _resume(ckpt: dict, path: Path, cfg: TrainConfig, identity: dict, raw_model, ema, optimizer,
+            scheduler, scaler, info: D.DistInfo, log):
+    missing = [k for k in ("epoch", "step", "state_dict", "optimizer", "scheduler", "rng") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not a training checkpoint of train_cls (no {', '.join(missing)})")
+    if ckpt.get("model") != identity["model"]:
+        raise CheckpointError(f"{path} was trained with model {ckpt.get('model')}, not {identity['model']}")
+    if ckpt.get("arch") != identity["arch"]:
+        raise CheckpointError(f"{path} was trained with another architecture of the chain space")
+    old_epochs = ckpt.get("config", {}).get("epochs")
+    if old_epochs is not None and old_epochs != cfg.epochs:
+        raise CydasError(f"{path} follows a schedule of {old_epochs} epochs; --epochs {cfg.epochs} would "
+                         f"change it (resume with --epochs {old_epochs})")
+    _load_into(raw_model, ckpt["state_dict"], "model weights", path)
+    if ema is not None:
+        if "state_dict_ema" not in ckpt:
+            raise CheckpointError(f"{path} has no EMA weights (trained with --no-ema): resume with --no-ema")
+        _load_into(ema.module, ckpt["state_dict_ema"], "EMA weights", path)
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"optimizer state of {path} does not fit: {e}") from None
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    rngs = ckpt["rng"]
+    if len(rngs) == info.world_size:
+        set_rng_state(rngs[info.rank])
+    else:
+        seed_everything(cfg.seed + info.rank + 1000 * ckpt["epoch"])
+        log.warning(f"{path} was written by {len(rngs)} process(es), this run has {info.world_size}: "
+                    f"the data augmentation stream is re-seeded, not continued")
+    return int(ckpt["epoch"]), int(ckpt["step"]), dict(ckpt.get("best", {"top1": -1.0, "epoch": 0}))
+
+
+# ------------------------------------------------------------------------------------------------
+# Evaluation of a checkpoint
+# ------------------------------------------------------------------------------------------------
+def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
+    """Top-1/top-5 of ``cfg.checkpoint`` on the validation set (EMA weights when it has them).
+
+    The network is ``--model``/``--arch`` when given, else the one the checkpoint records.
+    """
+    path = Path(cfg.checkpoint) if cfg.checkpoint else Path(cfg.out) / "best.pth"
+    ckpt = load_checkpoint(path)  # one-line error for a missing, empty or corrupt file
+    if cfg.model is None and cfg.arch is None and ckpt.get("model"):
+        cfg.model = ckpt["model"]
+        if ckpt["model"] == "cydas_chain":
+            cfg.model, cfg.arch = None, ckpt.get("arch")
+    if cfg.img_size is None and isinstance(ckpt.get("img_size"), int):
+        cfg.img_size = ckpt["img_size"]  # evaluate at the training resolution unless told otherwise
+    cfg = cfg.resolved()
+    info = D.init_distributed(cfg.device)
+    try:
+        _, val_loader, classes = build_data(cfg, info, for_training=False)
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model, cfg.arch, len(classes), cfg.recipe).to(info.device)
+        load_model_weights(model, path)
+        weights = next((k for k in ("state_dict_ema", "model_ema", "state_dict", "model") if k in ckpt), "file")
+        metrics = evaluate(model, val_loader, info.device, cfg.amp and info.device.type == "cuda")
+        log = get_logger("cydas.train_cls")
+        log.info(f"{path} ({weights}): top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f} "
+                 f"loss {metrics['loss']:.4f} on {metrics['images']} images")
+        return {**metrics, "checkpoint": str(path), "weights": weights}
+    finally:
+        D.cleanup()
