@@ -5,7 +5,7 @@ Examples:
   python tools/search_cell.py                                   # embedded synthetic data, tiny, ~minutes on CPU
   python tools/search_cell.py --dataset cifar10 --data ~/data/cifar10       # the paper's CIFAR-10 setting
   python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10
-  torchrun --nproc_per_node 8 tools/search_cell.py --dataset imagenet --data ~/data/imagenet
+  torchrun --standalone --nproc_per_node 8 tools/search_cell.py --dataset imagenet --data ~/data/imagenet
   python tools/search_cell.py --out runs/search_cell --resume   # continue a killed search
 
 Writes to --out: genotype.json (the final cell), genotype_history.json, alpha_history.json,
@@ -112,8 +112,6 @@ def write_outputs(out: Path, searcher) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import torch
-
     from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
@@ -136,7 +134,7 @@ def main(argv=None) -> int:
         log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
         log.info("data: %s", desc)
         log.info("preset %s, device %s, %d process(es): %s", preset, dist.device, dist.world_size, asdict(cfg))
-        searcher = CyclicSearcher(cfg, train, val, dist.device, args.out, num_workers=args.workers)
+        searcher = CyclicSearcher(cfg, train, val, dist.device, num_workers=args.workers)
         if searcher.steps_per_epoch() < 1:
             raise CydasError(f"a batch of {cfg.batch_size} x {dist.world_size} process(es) is larger than "
                              f"the split ({min(len(train), len(val))} images): lower --batch-size")

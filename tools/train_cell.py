@@ -4,7 +4,7 @@
 Examples:
   python tools/train_cell.py --genotype cydas_cifar                     # embedded synthetic data, tiny
   python tools/train_cell.py --genotype runs/search_cell/genotype.json --dataset cifar10 --data ~/data/cifar10
-  torchrun --nproc_per_node 8 tools/train_cell.py --genotype cydas_imagenet --dataset imagenet --data ~/data/imagenet
+  torchrun --standalone --nproc_per_node 8 tools/train_cell.py --genotype cydas_imagenet --dataset imagenet --data ~/data/imagenet
   python tools/train_cell.py --genotype cydas_cifar --dataset cifar10 --data ~/data/cifar10 \\
       --eval-only --checkpoint runs/train_cell/checkpoint.pt
 
@@ -57,7 +57,6 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import torch
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
     from torch.utils.data import DataLoader

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Tuple, Union
+from typing import Any, Mapping, Tuple, Union
 
 from ..core.errors import ArchError
 from .operations import DARTS_PRIMITIVES

@@ -1,7 +1,7 @@
 """Retraining an evaluation network from scratch (DARTS/CyDAS recipes), and its evaluation."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F

@@ -23,7 +23,7 @@ first-order DARTS (the benchmark's baseline).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -156,12 +156,10 @@ class CyclicSearcher:
     """Runs Algorithm 1 on ``train_set`` (w_S) and ``val_set`` (alpha, w_E); see the module doc."""
 
     def __init__(self, cfg: SearchConfig, train_set: Dataset, val_set: Dataset,
-                 device: torch.device | str = "cpu", out_dir: Optional[Path] = None, num_workers: int = 0,
-                 logger=None, metrics=None):
+                 device: torch.device | str = "cpu", num_workers: int = 0):
         self.cfg, self.device = cfg, torch.device(device)
         self.train_set, self.val_set = train_set, val_set
-        self.out_dir = Path(out_dir) if out_dir else None
-        self.num_workers, self.logger, self.metrics = num_workers, logger, metrics
+        self.num_workers = num_workers
         torch.manual_seed(cfg.seed)
         self.search_net = self._make_search_net().to(self.device)
         student_heads = list(self.search_net.embed.parameters()) if self.search_net.embed is not None else []
