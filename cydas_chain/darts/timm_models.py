@@ -25,7 +25,6 @@ def _create(variant: str, pretrained: bool, genotype, defaults: dict, **kwargs) 
     if pretrained:
         raise CheckpointError(f"{variant}: no pretrained weights are distributed; train with "
                               f"tools/train_cell.py and load its checkpoint")
-    kwargs.pop("pretrained_cfg_overlay", None)
     for k, v in defaults.items():
         kwargs.setdefault(k, v)
     return build_model_with_cfg(DartsEvalNetwork, variant, pretrained=False,
