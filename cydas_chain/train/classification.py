@@ -79,6 +79,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "img_size"):
             if getattr(cfg, name) <= 0:
                 raise CydasError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+        check_network(cfg.model, cfg.arch)  # a bad name or arch file fails before any data is read
         return cfg
 
     def as_dict(self) -> dict:
@@ -88,22 +89,29 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------------
 # Model and data
 # ------------------------------------------------------------------------------------------------
-def build_model(model: Optional[str], arch: Optional[str], num_classes: int, recipe: Recipe,
-                **kwargs) -> nn.Module:
-    """``timm.create_model('cydas_chain', arch=...)`` for an arch file, else the named timm model."""
+def check_network(model: Optional[str], arch) -> None:
+    """One-line errors for an unknown model name or a malformed / foreign arch file."""
     import timm
 
-    kwargs = dict(num_classes=num_classes, drop_rate=recipe.drop_rate,
-                  drop_path_rate=recipe.drop_path_rate, **kwargs)
     if arch is not None:
         if model not in (None, "cydas_chain"):
             raise CydasError("give either --model or --arch, not both")
-        return timm.create_model("cydas_chain", arch=resolve_arch(arch), **kwargs)
-    name = model or DEFAULT_MODEL
-    if not timm.is_model(name):
-        raise ArchError(f"unknown model '{name}': give a timm model name (e.g. cydas_a, cydas_b, "
+        resolve_arch(arch)
+    elif not timm.is_model(model or DEFAULT_MODEL):
+        raise ArchError(f"unknown model '{model}': give a timm model name (e.g. cydas_a, cydas_b, "
                         f"mobilenetv3_large_100) or --arch path/to/arch.json")
-    return timm.create_model(name, **kwargs)
+
+
+def build_model(model: Optional[str], arch, num_classes: int, recipe: Recipe, **kwargs) -> nn.Module:
+    """``timm.create_model('cydas_chain', arch=...)`` for an arch file, else the named timm model."""
+    import timm
+
+    check_network(model, arch)
+    kwargs = dict(num_classes=num_classes, drop_rate=recipe.drop_rate,
+                  drop_path_rate=recipe.drop_path_rate, **kwargs)
+    if arch is not None:
+        return timm.create_model("cydas_chain", arch=resolve_arch(arch), **kwargs)
+    return timm.create_model(model or DEFAULT_MODEL, **kwargs)
 
 
 def model_identity(model: nn.Module, cfg: TrainConfig) -> dict:
