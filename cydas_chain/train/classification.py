@@ -250,8 +250,9 @@ def gather_rng_states() -> List[dict]:
 def train(cfg: TrainConfig) -> Dict[str, float]:
     """Train (or continue training) and return the last epoch's metrics.
 
-    A resumed run takes the schedule-defining settings it is not given (epochs, batch size, image
-    size, lr, model, arch) from the checkpoint.
+    A resumed run takes what it is not given of the network, the data folder and the schedule
+    (epochs, batch size, image size, lr) from the checkpoint; the optimizer's and scheduler's
+    hyper-parameters come with their states.  Augmentation, loss and EMA settings are the run's.
     """
     out = Path(cfg.out)
     resume_path, ckpt = None, None
@@ -261,9 +262,11 @@ def train(cfg: TrainConfig) -> Dict[str, float]:
             raise CheckpointError(f"nothing to resume: {resume_path} not found")
         ckpt = load_checkpoint(resume_path)
         old = ckpt.get("config", {})
-        for name in ("epochs", "batch_size", "img_size", "lr", "model", "arch"):
+        for name in ("data", "epochs", "batch_size", "img_size", "lr"):
             if getattr(cfg, name) is None and old.get(name) is not None:
                 setattr(cfg, name, old[name])
+        if cfg.model is None and cfg.arch is None and ckpt.get("model"):  # the network it recorded
+            cfg.model, cfg.arch = ckpt["model"], ckpt.get("arch") if ckpt["model"] == "cydas_chain" else None
     elif (out / "last.pth").exists():
         raise CydasError(f"{out} already holds a run (last.pth): continue it with --resume, "
                          f"or choose another --out")
@@ -423,10 +426,8 @@ def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
     """
     path = Path(cfg.checkpoint) if cfg.checkpoint else Path(cfg.out) / "best.pth"
     ckpt = load_checkpoint(path)  # one-line error for a missing, empty or corrupt file
-    if cfg.model is None and cfg.arch is None and ckpt.get("model"):
-        cfg.model = ckpt["model"]
-        if ckpt["model"] == "cydas_chain":
-            cfg.model, cfg.arch = None, ckpt.get("arch")
+    if cfg.model is None and cfg.arch is None and ckpt.get("model"):  # the network it recorded
+        cfg.model, cfg.arch = ckpt["model"], ckpt.get("arch") if ckpt["model"] == "cydas_chain" else None
     if cfg.img_size is None and isinstance(ckpt.get("img_size"), int):
         cfg.img_size = ckpt["img_size"]  # evaluate at the training resolution unless told otherwise
     cfg = cfg.resolved()
