@@ -146,6 +146,17 @@ def test_eval_only_reproduces_the_logged_accuracy(reference_run, data):
 
 
 @pytest.mark.slow
+def test_eval_with_the_arch_file_of_the_run(reference_run, data, capsys):
+    """--arch OUT/arch.json builds timm's 'cydas_chain' model, which takes the cydas_b weights."""
+    tool = _load_tool()
+    assert tool.main(["--eval-only", "--arch", str(reference_run / "arch.json"), "--checkpoint",
+                      str(reference_run / "last.pth"), "--data", str(data), "--batch-size", "8",
+                      "--workers", "0", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["top1"] == pytest.approx(float(read_metrics(reference_run)[-1]["ema_top1"]), abs=1e-9)
+
+
+@pytest.mark.slow
 def test_checkpoint_loads_in_timm(reference_run):
     import timm
 
@@ -205,7 +216,7 @@ def test_missing_data_dir_exits_2(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["corrupt", "empty", "missing", "other_arch", "no_resume_point",
+@pytest.mark.parametrize("case", ["corrupt", "empty", "missing", "other_arch", "other_model", "no_resume_point",
                                   "malformed_arch", "arch_of_another_space", "unknown_model", "existing_run"])
 def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, capsys):
     from cydas_chain.core.cli import run_tool as cli
@@ -221,7 +232,12 @@ def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, cap
         argv, expect = evaluate + [str(bad)], "empty"
     elif case == "missing":
         argv, expect = evaluate + [str(tmp_path / "none.pth")], "not found"
-    elif case == "other_arch":
+    elif case == "other_arch":  # a chain-space arch file of CyDAS-a against CyDAS-b weights
+        from cydas_chain.models import PUBLISHED
+        (tmp_path / "arch.json").write_text(PUBLISHED["cydas_a"].to_json())
+        argv, expect = evaluate + [str(reference_run / "best.pth"), "--arch", str(tmp_path / "arch.json")], \
+            "does not match"
+    elif case == "other_model":
         argv, expect = evaluate + [str(reference_run / "best.pth"), "--model", "cydas_a"], "does not match"
     elif case == "no_resume_point":
         argv, expect = ["--data", str(data), "--out", str(tmp_path), "--resume"], "nothing to resume"

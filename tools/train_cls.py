@@ -7,7 +7,7 @@ The defaults are the paper's ImageNet retraining recipe: RMSProp (TF style, mome
 1024), 3 warmup epochs then cosine, AutoAugment, EMA of the weights; label smoothing 0.1 (timm).
 
 Data: --data DIR in the ImageNet folder layout (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg;
-without val/, 10%% of train/ is held out).  Without --data, a small synthetic 10-class "shapes"
+without val/, 10% of train/ is held out).  Without --data, a small synthetic 10-class "shapes"
 set embedded in the package (600 train / 200 val images of 32 px, written to ~/.cache/cydas_chain)
 is used with small defaults, so a run finishes in a few minutes on a CPU; it is a smoke test of the
 pipeline, not a benchmark.
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = Recipe()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     net = p.add_mutually_exclusive_group()
-    net.add_argument("--model", help="a timm model name: cydas_a, cydas_b (default), or any other timm model")
+    net.add_argument("--model", help="a timm model name: cydas_a, cydas_b (default), or any other timm model; "
+                                     "--eval-only and --resume default to the network the checkpoint records")
     net.add_argument("--arch", help="an arch.json of the chain space (from tools/search_chain.py): "
                                     "trains timm.create_model('cydas_chain', arch=ARCH)")
     p.add_argument("--data", help="ImageNet-style folder (train/ and val/); default: the embedded shapes set")
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="the checkpoint of --eval-only (default: OUT/best.pth); its EMA weights "
                                         "are used when it has them")
 
-    rec = p.add_argument_group("recipe (defaults: the paper's)")
+    rec = p.add_argument_group("recipe (defaults: the paper's; docs/train_cls.md gives the source of each)")
     rec.add_argument("--opt", default=r.opt, help="timm optimizer name (default: %(default)s)")
     rec.add_argument("--weight-decay", type=float, default=r.weight_decay, help="(default: %(default)s)")
     rec.add_argument("--warmup-epochs", type=int, default=r.warmup_epochs, help="(default: %(default)s)")
