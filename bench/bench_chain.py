@@ -74,7 +74,8 @@ def main() -> None:
     x = torch.randn(b, 3, s, s, device=device)
     y = torch.randint(0, nc, (b,), device=device)
     classes = [str(i) for i in range(nc)]
-    tiny = TensorImageDataset(np.zeros((b, 8, 8, 3), np.uint8), [i % nc for i in range(b)], classes=classes)
+    tiny = TensorImageDataset(np.zeros((b, 8, 8, 3), np.uint8), [i % nc for i in range(b)],
+                              lambda im: torch.zeros(3, s, s), classes)
     cfg = SearchConfig(max_macs=int(args.flops * 1e6), epochs=1000, batch_size=b, img_size=s, amp=args.amp,
                        eval_interval=args.eval_interval, val_subset=b, seed=0)
     search = ChainSearch(cfg, tiny, lambda im: torch.zeros(3, s, s), tiny, classes, Path("/tmp/bench_chain"),

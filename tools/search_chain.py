@@ -20,8 +20,8 @@ ring, square, triangle, cross, stripes, checker, dots; 60 train + 20 val images 
 written once to ~/.cache/cydas_chain/shapes.  It is a smoke test that runs end to end in minutes on
 a laptop CPU, not a benchmark: architectures found on it say nothing about ImageNet.
 
-Defaults (--data DIR | embedded):  --epochs 120 | 8, --batch-size 1024 | 50 (total over all
-processes), --img-size 224 | 32, --eval-interval 100 | 6 steps, --val-subset 1024 | 200 images,
+Defaults (--data DIR | embedded):  --epochs 120 | 4, --batch-size 1024 | 50 (total over all
+processes), --img-size 224 | 32, --eval-interval 100 | 4 steps, --val-subset 1024 | 100 images,
 --workers min(8, CPUs) | 0, --save-interval 1000 | 20 steps.  The paper's settings on ImageNet: SGD momentum 0.9,
 weight decay 4e-5, lr 0.5 per 1024 images of total batch (scaled linearly), linear decay to 0.
 MACs are always counted at the deployment resolution --cost-size (224), whatever --img-size.
@@ -38,7 +38,7 @@ from cydas_chain.core.errors import CydasError  # noqa: E402
 
 REAL_DEFAULTS = dict(epochs=120, batch_size=1024, img_size=224, eval_interval=100, val_subset=1024,
                      workers=min(8, os.cpu_count() or 1), save_interval=1000)
-EMBEDDED_DEFAULTS = dict(epochs=8, batch_size=50, img_size=32, eval_interval=6, val_subset=200,
+EMBEDDED_DEFAULTS = dict(epochs=4, batch_size=50, img_size=32, eval_interval=4, val_subset=100,
                          workers=0, save_interval=20)
 
 
@@ -57,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--img-size", type=int, default=None, help="training resolution (224 | 32)")
     g.add_argument("--workers", type=int, default=None, help="data loader processes (min(8, CPUs) | 0)")
     g = p.add_argument_group("search")
-    g.add_argument("--epochs", type=int, default=None, help="(120 | 8)")
+    g.add_argument("--epochs", type=int, default=None, help="(120 | 4)")
     g.add_argument("--batch-size", type=int, default=None, help="total batch over all processes (1024 | 50)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.5 * batch / 1024)")
     g.add_argument("--eval-interval", type=int, default=None,
-                   help="steps between applications of the teacher rule (100 | 6; 1 = every batch, the "
+                   help="steps between applications of the teacher rule (100 | 4; 1 = every batch, the "
                         "paper's literal rule)")
-    g.add_argument("--val-subset", type=int, default=None, help="validation images scoring the paths (1024 | 200)")
+    g.add_argument("--val-subset", type=int, default=None, help="validation images scoring the paths (1024 | 100)")
     g.add_argument("--board-size", type=int, default=1,
                    help="1: the paper's single teacher; K > 1: keep the K best paths (Cream's prioritized "
                         "board), distil from the best (default: 1)")

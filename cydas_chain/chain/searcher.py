@@ -183,7 +183,9 @@ class ChainSearch:
         """The fixed validation subset (this rank's share), preloaded as batches on the device."""
         n = min(self.cfg.val_subset, len(val_set))
         self.val_count = n
-        idx = np.sort(np.random.default_rng([self.cfg.seed, 7]).permutation(len(val_set))[:n])
+        # A fixed random subset in random order: scoring uses batch statistics, so a batch must mix
+        # the classes (ImageFolder lists them class by class).
+        idx = np.random.default_rng([self.cfg.seed, 7]).permutation(len(val_set))[:n]
         idx = idx[self.dist.rank::self.dist.world_size]
         loader = DataLoader(torch.utils.data.Subset(val_set, idx.tolist()), batch_size=self.local_batch,
                             num_workers=self.workers)
