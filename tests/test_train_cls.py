@@ -172,17 +172,32 @@ def test_checkpoint_loads_in_timm(reference_run):
     assert not all(torch.equal(loaded[k], v) for k, v in state["state_dict"].items())
 
 
-@pytest.mark.slow
-def test_ddp_two_processes_evaluate_like_one(reference_run, data, tmp_path):
-    """torchrun, gloo on CPU: each rank evaluates its shard; the summed metrics equal one process's."""
-    single = json.loads(run_tool("--eval-only", "--checkpoint", reference_run / "last.pth", "--data", data,
-                                 "--batch-size", 4, "--workers", 0, "--device", "cpu").stdout.splitlines()[-1])
+def torchrun(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(TOOL), "--eval-only", "--checkpoint", str(reference_run / "last.pth"), "--data", str(data),
-           "--batch-size", "4", "--workers", "0", "--device", "cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(TOOL),
+           *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_train_resume_and_evaluate_like_one(reference_run, data, tmp_path):
+    """torchrun, gloo on CPU: training and resume on 2 ranks; each rank evaluates its shard and the
+    summed metrics equal one process's."""
+    out = tmp_path / "ddp"
+    torchrun("--data", data, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, "--batch-size", 4,
+             "--img-size", 16, "--warmup-epochs", 0, "--aa", "none", "--workers", 0, "--device", "cpu")
+    torchrun("--out", out, "--resume", "--aa", "none", "--workers", 0, "--device", "cpu")
+    state = ckpt(out / "last.pth")
+    assert (state["epoch"], state["step"], len(state["rng"])) == (2, 2 * 24 // (2 * 4), 2)
+    assert json.loads((out / "config.json").read_text())["total_batch"] == 8
+    assert [int(r["step"]) for r in read_metrics(out)] == [1, 2]
+
+    single = json.loads(run_tool("--eval-only", "--checkpoint", reference_run / "last.pth", "--data", data,
+                                 "--batch-size", 4, "--workers", 0, "--device", "cpu").stdout.splitlines()[-1])
+    proc = torchrun("--eval-only", "--checkpoint", reference_run / "last.pth", "--data", data,
+                    "--batch-size", 4, "--workers", 0, "--device", "cpu")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # rank 0 prints
     both = json.loads(lines[0])

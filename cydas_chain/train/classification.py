@@ -329,11 +329,14 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
              f"{cfg.img_size}px, device {device}, {info.world_size} process(es)")
     log.info(f"data {cfg.data or 'embedded shapes (' + str(default_data_root()) + ')'}: "
              f"{len(train_loader.dataset)} train / {len(val_loader.dataset.dataset)} val images")
-    log.info(f"lr {lr:.4g} {rule} ({cfg.batch_size} per process x {info.world_size}); {recipe.opt}, "
-             f"wd {recipe.weight_decay}, warmup {recipe.warmup_epochs} epochs then cosine to epoch {cfg.epochs}, "
-             f"AutoAugment {recipe.auto_augment}, EMA {recipe.ema_decay if recipe.ema else 'off'}")
-    if start_epoch:
-        log.info(f"resumed from {resume_path} after epoch {start_epoch} (step {step})")
+    if resume_path is None:
+        log.info(f"lr {lr:.4g} {rule} ({cfg.batch_size} per process x {info.world_size}); {recipe.opt}, "
+                 f"wd {recipe.weight_decay}, warmup {recipe.warmup_epochs} epochs then cosine to epoch "
+                 f"{cfg.epochs}, AutoAugment {recipe.auto_augment}, "
+                 f"EMA {recipe.ema_decay if recipe.ema else 'off'}")
+    else:
+        log.info(f"resumed from {resume_path} after epoch {start_epoch} (step {step}): optimizer and "
+                 f"{cfg.epochs}-epoch schedule continue from their saved states")
 
     end_epoch = cfg.epochs if cfg.stop_after_epoch is None else min(cfg.epochs, cfg.stop_after_epoch)
     row: Dict[str, float] = {}
