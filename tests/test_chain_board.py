@@ -28,7 +28,8 @@ def test_replacement_rule(d_score, d_macs, replaced):
     assert len(b.history) == 1 + replaced
     if replaced:
         h = b.history[-1]
-        assert (h["step"], h["score"], h["macs"], h["path"], h["event"]) == (7, cand.score, cand.macs, [2] * 20, "teacher")
+        expected = (7, cand.score, cand.macs, [2] * 20, "teacher")
+        assert (h["step"], h["score"], h["macs"], h["path"], h["event"]) == expected
 
 
 def test_unscored_teacher_loses_to_any_scored_path_within_budget():
