@@ -74,3 +74,18 @@ def test_batch_evaluation_matches_single(table):
     batch = table.path_macs(paths)
     assert batch.shape == (1000,)
     assert all(batch[i] == table.path_macs(paths[i]) for i in range(0, 1000, 97))
+
+
+def test_latency_table_is_measured_and_cached(supernet, tmp_path):
+    from cydas_chain.chain.cost import measure_latency_table
+    from cydas_chain.chain.space import CHOICE_MASK
+
+    table, fixed = measure_latency_table(supernet, 32, repeats=1, cache_dir=tmp_path)
+    assert table.shape == CHOICE_MASK.shape and fixed > 0
+    assert (table[:, :SKIP] > 0).all() and (table[:, SKIP] == 0).all()
+    (cached,) = tmp_path.iterdir()
+    assert "32x32_c1000" in cached.name
+    again, fixed_again = measure_latency_table(supernet, 32, repeats=1, cache_dir=tmp_path)
+    assert (again == table).all() and fixed_again == fixed  # read back, not measured again
+    other, _ = measure_latency_table(supernet, 48, repeats=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2  # another input size is another table
