@@ -8,6 +8,14 @@ import pytest
 # tests are further processes; more threads only oversubscribe the cores (measured: 3-10x slower).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def one_math_thread():
+    """Also when torch was imported before this file set the variable."""
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 

@@ -8,15 +8,6 @@ from cydas_chain.chain.space import CHOICE_MASK, NUM_LAYERS
 from cydas_chain.core.errors import BudgetError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread per test process: the suite runs with xdist on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def table():
     torch.manual_seed(0)

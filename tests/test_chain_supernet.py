@@ -11,15 +11,6 @@ from cydas_chain.core.logging import get_logger
 from cydas_chain.models import PUBLISHED, SKIP, ChainArch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread per test process: the suite runs with xdist on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def supernet():
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, assert_one_line_error, run_tool
+from mm_tools import ONE_THREAD, read_json_logs, train
 
 pytest.importorskip("mmdet")
 import cydas_chain.mm  # noqa: E402,F401  (torch.load reads mmengine checkpoints)
@@ -76,25 +77,6 @@ log_processor = dict(window_size=1)
 env_cfg = dict(mp_cfg=dict(mp_start_method='fork'))
 """)
     return cfg
-
-
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny convolutions on shared cores: one thread is much faster
-
-
-def train(cfg, work_dir, data_root, *options, resume=False):
-    args = ["tools/train.py", cfg, "--work-dir", work_dir, "--data-root", data_root]
-    args += ["--resume"] if resume else []
-    return run_tool(*args, "--cfg-options", *options, env=ONE_THREAD, check=True)
-
-
-def read_json_logs(work_dir: Path):
-    """Per run (oldest first): the records of mmengine's json log (<work_dir>/<time>/vis_data/<time>.json)."""
-    runs = []
-    for run in sorted(p for p in work_dir.iterdir() if p.is_dir()):
-        log = run / "vis_data" / f"{run.name}.json"
-        if log.is_file():
-            runs.append([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
-    return runs
 
 
 @pytest.fixture()

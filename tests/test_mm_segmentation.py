@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, assert_one_line_error, run_tool
+from mm_tools import ONE_THREAD, read_json_logs, train
 
 pytest.importorskip("mmseg")
 import cydas_chain.mm  # noqa: E402,F401  (torch.load reads mmengine checkpoints)
@@ -92,25 +93,6 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=3))
 log_processor = dict(window_size=1)
 """)
     return cfg
-
-
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny convolutions on shared cores: one thread is much faster
-
-
-def train(cfg, work_dir, data_root, *options, resume=False):
-    args = ["tools/train.py", cfg, "--work-dir", work_dir, "--data-root", data_root]
-    args += ["--resume"] if resume else []
-    return run_tool(*args, "--cfg-options", *options, env=ONE_THREAD, check=True)
-
-
-def read_json_logs(work_dir: Path):
-    """Per run (oldest first): the records of mmengine's json log (<work_dir>/<time>/vis_data/<time>.json)."""
-    runs = []
-    for run in sorted(p for p in work_dir.iterdir() if p.is_dir()):
-        log = run / "vis_data" / f"{run.name}.json"
-        if log.is_file():
-            runs.append([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
-    return runs
 
 
 def test_cityscapes_train_evaluate_resume_test_and_infer(tmp_path):
