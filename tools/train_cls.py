@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--arch", help="an arch.json of the chain space (from tools/search_chain.py): "
                                     "trains timm.create_model('cydas_chain', arch=ARCH)")
     p.add_argument("--data", help="ImageNet-style folder (train/ and val/); default: the embedded shapes set")
-    p.add_argument("--out", default="output/train_cls", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="runs/train_cls", help="output folder (default: %(default)s)")
     p.add_argument("--epochs", type=int, help=f"total epochs of the schedule ({data_default('epochs')})")
     p.add_argument("--batch-size", type=int, help=f"images per process and step ({data_default('batch_size')})")
     p.add_argument("--img-size", type=int, help=f"training and evaluation resolution ({data_default('img_size')})")

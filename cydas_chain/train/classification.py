@@ -52,7 +52,7 @@ class TrainConfig:
     model: Optional[str] = None  # a timm model name (default cydas_b)
     arch: Optional[str] = None  # an arch.json of the chain space: model 'cydas_chain'
     data: Optional[str] = None  # ImageNet-style folder; None: the embedded shapes set
-    out: str = "output/train_cls"
+    out: str = "runs/train_cls"
     epochs: Optional[int] = None  # None: IMAGENET_DEFAULTS / EMBEDDED_DEFAULTS
     batch_size: Optional[int] = None  # per process
     img_size: Optional[int] = None
