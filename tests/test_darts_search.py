@@ -12,15 +12,6 @@ from cydas_chain.darts.genotypes import Genotype, published
 from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig, l1_weight_at
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on a shared 2-core machine run fastest (and deterministically) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_data(n=32, size=8, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)

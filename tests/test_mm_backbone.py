@@ -20,15 +20,6 @@ pytestmark = [pytest.mark.mm, pytest.mark.filterwarnings("ignore:pkg_resources i
 LEVEL_CHANNELS = (16, 24, 40, 96, 960)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine: one thread is many times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _x(h=64, w=96):
     return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
 
