@@ -1,8 +1,6 @@
 """The shared core: counting, distillation, checkpoints, data, metrics."""
 import csv
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest

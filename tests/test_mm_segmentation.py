@@ -1,5 +1,4 @@
 """CyDAS-b + Semantic FPN through tools/train.py and tools/test.py on tiny Cityscapes/ADE20K copies written here."""
-import json
 from pathlib import Path
 
 import numpy as np

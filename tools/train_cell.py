@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CheckpointError, CydasError  # noqa: E402
+from cydas_chain.core.errors import CheckpointError, CydasError, first_line  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -128,8 +128,7 @@ def main(argv=None) -> int:
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
             except (KeyError, RuntimeError, ValueError) as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise CheckpointError(f"{ckpt} does not match this training: {first}") from None
+                raise CheckpointError(f"{ckpt} does not match this training: {first_line(e)}") from None
             start, best = int(state["epoch"]), float(state["best_top1"])
             set_rng_state(state["rng"])
             metrics.truncate_after(start)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..core.distill import soft_target_kl
 from ..core.distributed import DistInfo, all_reduce_sum, is_main_process
-from ..core.errors import CheckpointError, CydasError, DataError
+from ..core.errors import CheckpointError, CydasError, DataError, first_line
 from ..core.logging import MetricWriter, progress
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import ChainArch, create_chain_model
@@ -292,8 +292,7 @@ class ChainSearch:
             self.sampler.load_state_dict(state["sampler"])
             self.board.load_state_dict(state["board"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"checkpoint {path} does not match this search: {reason}") from None
+            raise CheckpointError(f"checkpoint {path} does not match this search: {first_line(e)}") from None
         self.evaluations = list(state["evaluations"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Union
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 PathLike = Union[str, os.PathLike]
 
@@ -58,8 +58,7 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises a zoo of types for corrupt files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state

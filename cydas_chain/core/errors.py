@@ -24,3 +24,10 @@ class DataError(CydasError):
 
 class BudgetError(CydasError, ValueError):
     """A resource budget (FLOPs, parameters, latency) that no architecture in the space meets."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # str(KeyError) is a repr
+    text = text.strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -35,7 +35,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.distributed import all_reduce_sum, get_rank, get_world_size, is_main_process
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, first_line
 from ..core.logging import progress
 from ..core.seed import rng_state, set_rng_state
 from .embedding import stage_distillation_loss
@@ -396,8 +396,7 @@ class CyclicSearcher:
                 self.eval_sgd.load_state_dict(state["eval_sgd"])
                 self.eval_adam.load_state_dict(state["eval_adam"])
         except (RuntimeError, KeyError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{source} does not match this search: {first}") from None
+            raise CheckpointError(f"{source} does not match this search: {first_line(e)}") from None
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.alpha_history, self.genotype_history = list(state["alpha_history"]), list(state["genotype_history"])
         set_rng_state(state["rng"])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from ..core.checkpoint import load_checkpoint
-from ..core.errors import CheckpointError, DataError
+from ..core.errors import CheckpointError, DataError, first_line
 from .errors import ConfigError
 
 SCOPES = ("mmdet", "mmseg")
@@ -28,7 +28,7 @@ def load_config(path, cfg_options: Optional[dict] = None, data_root: Optional[st
     try:
         cfg = Config.fromfile(str(path))
     except (SyntaxError, KeyError, NameError, ImportError) as e:
-        raise ConfigError(f"cannot read config {path}: {_first_line(e)}") from e
+        raise ConfigError(f"cannot read config {path}: {first_line(e)}") from e
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if data_root is not None:
@@ -132,14 +132,9 @@ def check_pretrained(cfg) -> None:
 
 
 # ---- the runner -------------------------------------------------------------------------------
-def _first_line(e: BaseException) -> str:
-    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
-
-
 def _is_config_mistake(e: BaseException) -> bool:
     """An error of building a registered class from a config: an unknown type or keyword."""
-    msg = _first_line(e)
+    msg = first_line(e)
     if isinstance(e, KeyError):
         return " registry" in msg and "is not in the" in msg
     if isinstance(e, TypeError):
@@ -158,7 +153,7 @@ class _ConfigMistakes:
 
     def __exit__(self, exc_type, exc, tb):
         if exc is not None and _is_config_mistake(exc):
-            raise ConfigError(f"{self.config}: {_first_line(exc)}") from exc
+            raise ConfigError(f"{self.config}: {first_line(exc)}") from exc
         return False
 
 

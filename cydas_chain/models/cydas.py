@@ -7,7 +7,6 @@ feature extraction, pretrained loading and every timm tool apply unchanged.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models._efficientnet_builder import resolve_act_layer

@@ -322,7 +322,7 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
         config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": total_batch, "lr": lr,
                   "classes": classes, **identity}
         atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2, default=str).encode()))
-    rule = (f"given by --lr" if cfg.lr is not None else
+    rule = ("given by --lr" if cfg.lr is not None else
             f"= {recipe.base_lr} x {total_batch} / {BASE_BATCH}, scaled to the total batch")
     log.info(f"model {identity['model']}" + (f" [{raw_model.chain_arch}]" if identity["arch"] else "") +
              f": {count_params(raw_model) / 1e6:.3f}M params, {len(classes)} classes, "
