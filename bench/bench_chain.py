@@ -61,7 +61,8 @@ def main() -> None:
     p.add_argument("--paths", type=int, default=3, help="sampled paths measured (results averaged)")
     args = p.parse_args()
 
-    from cydas_chain.chain import PathSampler, extract_child, uniform_paths
+    from cydas_chain.chain import PathSampler, extract_child
+    from cydas_chain.models import DEFAULT_SPACE
     from cydas_chain.chain.board import Entry
     from cydas_chain.chain.searcher import ChainSearch, SearchConfig
     from cydas_chain.core.data import TensorImageDataset
@@ -130,7 +131,7 @@ def main() -> None:
         ok = (table.path_macs(sampled) <= cfg.max_macs)
         n += len(ok)
     rate = n / (time.perf_counter() - t)
-    whole = uniform_paths(np.random.default_rng(0), 200_000)
+    whole = DEFAULT_SPACE.uniform_paths(np.random.default_rng(0), 200_000)
     t = time.perf_counter()
     table.path_macs(whole)
     rate_any = len(whole) / (time.perf_counter() - t)

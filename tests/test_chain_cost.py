@@ -5,21 +5,17 @@ import timm
 import torch
 
 import cydas_chain  # noqa: F401  (registers the timm models)
-from cydas_chain.chain import ChainSupernet, build_cost_table, uniform_paths
-from cydas_chain.chain.space import NUM_LAYERS, space_size
+from cydas_chain.chain import build_cost_table
 from cydas_chain.core.flops import count_params, fvcore_macs
-from cydas_chain.models import PUBLISHED, SKIP, ChainArch, create_chain_model
+from cydas_chain.models import DEFAULT_SPACE, PUBLISHED, SKIP, ChainArch, ChainSpace, create_chain_model
+
+NUM_LAYERS = DEFAULT_SPACE.num_layers
+uniform_paths = DEFAULT_SPACE.uniform_paths
 
 
 @pytest.fixture(scope="module")
-def supernet():
-    torch.manual_seed(0)
-    return ChainSupernet(num_classes=1000)
-
-
-@pytest.fixture(scope="module")
-def table(supernet):
-    return build_cost_table(supernet, 224)
+def table():
+    return build_cost_table(DEFAULT_SPACE, 1000, 224)
 
 
 def counted(model, size=224):
@@ -27,13 +23,26 @@ def counted(model, size=224):
     return fvcore_macs(model, torch.zeros(1, 3, size, size)), count_params(model)
 
 
-def test_space_size_is_the_papers():
-    assert space_size() == 6 ** 5 * 7 ** 15
+def test_space_size():
+    """The paper's 3.69e16 counts paths of four slots a stage; the released supernet (and ours) has
+    five in the 80-channel stage.  Paths that differ only in where skips sit build one network."""
+    assert ChainSpace((4, 4, 4, 4, 4)).size() == 6 ** 5 * 7 ** 15  # the paper's count, 3.69e16
+    assert DEFAULT_SPACE.slots == (4, 4, 5, 4, 4) and NUM_LAYERS == 21
+    assert DEFAULT_SPACE.size() == 6 ** 5 * 7 ** 16
+    per_stage = {n: sum(6 ** d for d in range(1, n + 1)) for n in (4, 5)}  # 1554, 9330
+    assert DEFAULT_SPACE.num_architectures() == per_stage[4] ** 4 * per_stage[5]
+    # brute force on a small space: distinct architectures = distinct canonical paths
+    small = ChainSpace((1, 2, 1, 1, 2))
+    paths = np.stack(np.meshgrid(*[np.flatnonzero(m) for m in small.choice_mask], indexing="ij"), -1)
+    paths = paths.reshape(-1, small.num_layers)
+    assert len(paths) == small.size()
+    assert len({small.canonical(p) for p in paths.tolist()}) == small.num_architectures()
 
 
 def test_table_equals_counter_on_random_paths(table):
     paths = uniform_paths(np.random.default_rng(1), 3).tolist()
-    smallest = [int(np.argmin(table.macs[layer, :SKIP])) if layer % 4 == 0 else SKIP for layer in range(NUM_LAYERS)]
+    smallest = [int(np.argmin(table.macs[layer, :SKIP])) if DEFAULT_SPACE.is_first_layer(layer) else SKIP
+                for layer in range(NUM_LAYERS)]
     for path in paths + [smallest]:
         macs, params = counted(create_chain_model("cydas_chain", ChainArch.from_path(path)))
         assert table.path_macs(path) == macs, path
@@ -41,18 +50,21 @@ def test_table_equals_counter_on_random_paths(table):
     assert table.path_macs(smallest) == table.macs_range()[0]
 
 
-def test_published_architectures_as_paths(table):
+def test_published_architectures_are_paths_of_the_default_space(table):
+    """CyDAS-a and the released CyDAS-b (five blocks in its 80-channel stage) are paths of the
+    default space, with the MACs and parameters of the timm models."""
     for name, arch in PUBLISHED.items():
         path = arch.to_path()
-        assert ChainArch.from_path(path) == arch
+        assert len(path) == NUM_LAYERS and ChainArch.from_path(path) == arch
         macs, params = counted(timm.create_model(name))
         assert (table.path_macs(path), table.path_params(path)) == (macs, params), name
+    assert [len(s) for s in PUBLISHED["cydas_b"].stages] == [4, 4, 5, 4, 4]
     # CyDAS-b is the larger one, near the paper's 394M (fvcore counts BN and pooling too)
-    assert 380e6 < table.path_macs(PUBLISHED["cydas_b"].to_path()) < 400e6
+    assert 400e6 < table.path_macs(PUBLISHED["cydas_b"].to_path()) < 407e6
 
 
-def test_table_follows_the_input_size(supernet, table):
-    small = build_cost_table(supernet, 160)
+def test_table_follows_the_input_size(table):
+    small = build_cost_table(DEFAULT_SPACE, 1000, 160)
     path = uniform_paths(np.random.default_rng(2), 1)[0]
     macs, _ = counted(create_chain_model("cydas_chain", ChainArch.from_path(path)), 160)
     assert small.path_macs(path) == macs
@@ -67,16 +79,15 @@ def test_batch_evaluation_matches_single(table):
     assert all(batch[i] == table.path_macs(paths[i]) for i in range(0, 1000, 97))
 
 
-def test_latency_table_is_measured_and_cached(supernet, tmp_path):
+def test_latency_table_is_measured_and_cached(tmp_path):
     from cydas_chain.chain.cost import measure_latency_table
-    from cydas_chain.chain.space import CHOICE_MASK
 
-    table, fixed = measure_latency_table(supernet, 32, repeats=1, cache_dir=tmp_path)
-    assert table.shape == CHOICE_MASK.shape and fixed > 0
+    table, fixed = measure_latency_table(DEFAULT_SPACE, 1000, 32, repeats=1, cache_dir=tmp_path)
+    assert table.shape == DEFAULT_SPACE.choice_mask.shape and fixed > 0
     assert (table[:, :SKIP] > 0).all() and (table[:, SKIP] == 0).all()
     (cached,) = tmp_path.iterdir()
     assert "32x32_c1000" in cached.name
-    again, fixed_again = measure_latency_table(supernet, 32, repeats=1, cache_dir=tmp_path)
+    again, fixed_again = measure_latency_table(DEFAULT_SPACE, 1000, 32, repeats=1, cache_dir=tmp_path)
     assert (again == table).all() and fixed_again == fixed  # read back, not measured again
-    other, _ = measure_latency_table(supernet, 48, repeats=1, cache_dir=tmp_path)
+    other, _ = measure_latency_table(DEFAULT_SPACE, 1000, 48, repeats=1, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 2  # another input size is another table

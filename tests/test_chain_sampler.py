@@ -3,15 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from cydas_chain.chain import ChainSupernet, Limit, PathSampler, build_cost_table, uniform_paths
-from cydas_chain.chain.space import CHOICE_MASK, NUM_LAYERS
+from cydas_chain.chain import Limit, PathSampler, build_cost_table
 from cydas_chain.core.errors import BudgetError
+from cydas_chain.models import DEFAULT_SPACE
+
+CHOICE_MASK, NUM_LAYERS = DEFAULT_SPACE.choice_mask, DEFAULT_SPACE.num_layers
 
 
 @pytest.fixture(scope="module")
 def table():
-    torch.manual_seed(0)
-    return build_cost_table(ChainSupernet(num_classes=1000), 224)
+    return build_cost_table(DEFAULT_SPACE, 1000, 224)
 
 
 @pytest.mark.parametrize("lo, hi", [(0, 400e6), (300e6, 330e6), (0, 150e6)])
@@ -33,7 +34,7 @@ def test_uniform_like_plain_rejection(table):
     DP-guided sampler must give the same per-layer choice frequencies."""
     lo, hi = 330e6, 380e6
     rng = np.random.default_rng(3)
-    whole = uniform_paths(rng, 600000)
+    whole = DEFAULT_SPACE.uniform_paths(rng, 600000)
     macs = table.path_macs(whole)
     reference = whole[(macs >= lo) & (macs <= hi)][:60000]
     assert len(reference) == 60000

@@ -3,22 +3,24 @@ import numpy as np
 import pytest
 import torch
 
-from cydas_chain.chain import ChainSupernet, extract_child, uniform_paths
+from cydas_chain.chain import ChainSupernet, extract_child
 from cydas_chain.chain.searcher import ChainSearch, SearchConfig
 from cydas_chain.core.data import TensorImageDataset
 from cydas_chain.core.distributed import DistInfo
 from cydas_chain.core.logging import get_logger
-from cydas_chain.models import PUBLISHED, SKIP, ChainArch
+from cydas_chain.models import DEFAULT_SPACE, OPS, PUBLISHED, SKIP, ChainArch
+
+SHARING = ["entangled", "independent"]
 
 
-@pytest.fixture(scope="module")
-def supernet():
+@pytest.fixture(scope="module", params=SHARING)
+def supernet(request):
     torch.manual_seed(0)
-    net = ChainSupernet(num_classes=10)
+    net = ChainSupernet(num_classes=10, weight_sharing=request.param)
     # give the BN running statistics non-trivial values, as after training
     net.train()
     with torch.no_grad():
-        for p in uniform_paths(np.random.default_rng(0), 20):
+        for p in DEFAULT_SPACE.uniform_paths(np.random.default_rng(0), 20):
             net(torch.randn(4, 3, 32, 32), p)
     return net
 
@@ -26,13 +28,13 @@ def supernet():
 def test_child_extraction_is_exact(supernet):
     x = torch.randn(3, 3, 48, 48)
     paths = [PUBLISHED["cydas_b"].to_path(), PUBLISHED["cydas_a"].to_path(),
-             *uniform_paths(np.random.default_rng(1), 2).tolist()]
+             *DEFAULT_SPACE.uniform_paths(np.random.default_rng(1), 2).tolist()]
     supernet.eval()
     for path in paths:
         child = extract_child(supernet, path).eval()
         assert child.chain_arch == ChainArch.from_path(path)
         with torch.no_grad():
-            assert torch.equal(supernet(x, path), child(x)), path
+            torch.testing.assert_close(supernet(x, path), child(x), rtol=1e-5, atol=1e-5, msg=str(path))
 
 
 def test_skip_positions_are_interchangeable(supernet):
@@ -40,20 +42,44 @@ def test_skip_positions_are_interchangeable(supernet):
     path = list(PUBLISHED["cydas_a"].to_path())
     path[4:8] = [1, SKIP, 2, SKIP]
     sd = supernet.child_state_dict(path)
-    assert torch.equal(sd["blocks.2.1.conv_pw.weight"], supernet.layers[6][2].conv_pw.weight)
+    assert torch.equal(sd["blocks.2.1.conv_pw.weight"], supernet.layers[6].block_state_dict(2)["conv_pw.weight"])
     assert not any(k.startswith("blocks.2.2.") for k in sd)
 
 
+def test_entangled_ops_share_one_block():
+    """Every op of an entangled slot is a slice of the largest block: kernel k the centre k x k,
+    expansion e the first in*e channels; the independent supernet has one block per op."""
+    ent = ChainSupernet(num_classes=10, weight_sharing="entangled")
+    ind = ChainSupernet(num_classes=10, weight_sharing="independent")
+    n_ind = sum(p.numel() for p in ind.layers.parameters())
+    n_ent = sum(p.numel() for p in ent.layers.parameters())
+    assert n_ent < n_ind / 3  # one k7 e6 block a slot instead of six blocks
+    layer = ent.layers[5]
+    big = layer.block.conv_dw.weight
+    for op, (kernel, expansion) in enumerate((o.kernel, o.expansion) for o in OPS):
+        sd = layer.block_state_dict(op)
+        mid = 40 * expansion  # stage 2 (40 channels) slot: in = out = 40
+        c = (7 - kernel) // 2
+        assert sd["conv_dw.weight"].shape == (mid, 1, kernel, kernel)
+        assert torch.equal(sd["conv_dw.weight"], big[:mid, :, c:c + kernel, c:c + kernel])
+        assert sd["conv_pwl.weight"].shape == (40, mid, 1, 1)
+
+
 def test_only_the_path_gets_gradients(supernet):
-    path = uniform_paths(np.random.default_rng(2), 1)[0]
+    path = DEFAULT_SPACE.uniform_paths(np.random.default_rng(2), 1)[0]
     supernet.train()
     supernet.zero_grad(set_to_none=True)
     supernet(torch.randn(2, 3, 32, 32), path).sum().backward()
-    for layer, blocks in enumerate(supernet.layers):
-        for op, block in enumerate(blocks):
+    for layer, choice in enumerate(path):
+        slot = supernet.layers[layer]
+        if supernet.weight_sharing == "entangled":  # the slot's block trains unless skipped
+            grads = [p.grad is not None for p in slot.parameters()]
+            assert all(grads) if choice != SKIP else not any(grads), (layer, choice)
+            continue
+        for op, block in enumerate(slot.blocks):
             has_grad = all(p.grad is not None for p in block.parameters())
             no_grad = all(p.grad is None for p in block.parameters())
-            assert has_grad if op == path[layer] else no_grad, (layer, op)
+            assert has_grad if op == choice else no_grad, (layer, op)
     supernet.zero_grad(set_to_none=True)
 
 

@@ -1,9 +1,11 @@
-"""The chain search space: SPOS supernet, cost tables, budget sampler, teacher board, searcher."""
+"""The chain search: SPOS supernet, cost tables, budget sampler, teacher board, searcher.
+
+The space itself (layer slots, paths <-> architectures) is data in ``cydas_chain.models``.
+"""
 from .board import Board, Entry
 from .cost import CostTable, build_cost_table
 from .sampler import Limit, PathSampler
-from .space import NUM_LAYERS, path_str, space_size, uniform_paths
-from .supernet import ChainSupernet, extract_child
+from .supernet import WEIGHT_SHARING, ChainSupernet, extract_child
 
-__all__ = ["Board", "Entry", "CostTable", "build_cost_table", "Limit", "PathSampler", "NUM_LAYERS",
-           "path_str", "space_size", "uniform_paths", "ChainSupernet", "extract_child"]
+__all__ = ["Board", "Entry", "CostTable", "build_cost_table", "Limit", "PathSampler", "WEIGHT_SHARING",
+           "ChainSupernet", "extract_child"]

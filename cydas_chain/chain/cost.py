@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..core.flops import count_params, fvcore_macs
-from ..models import OPS, SKIP
-from .space import CHOICE_MASK, NUM_CHOICES, NUM_LAYERS
+from ..models import DEFAULT_SPACE, LAYOUT, NUM_CHOICES, OPS, ChainArch, ChainSpace, create_chain_model
+from ..models.cydas import build_block
 
 InputSize = Union[int, Sequence[int]]
 
@@ -36,6 +36,7 @@ def _hw(input_size: InputSize) -> Tuple[int, int]:
 class CostTable:
     """``macs[l, c]`` and ``params[l, c]`` of choice ``c`` at layer ``l`` (SKIP: 0), plus the fixed parts."""
 
+    space: ChainSpace
     input_size: Tuple[int, int]
     num_classes: int
     macs: np.ndarray
@@ -46,8 +47,8 @@ class CostTable:
     def _gather(self, table: np.ndarray, fixed: int, paths) -> np.ndarray:
         paths = np.asarray(paths, dtype=np.int64)
         single = paths.ndim == 1
-        paths = paths.reshape(-1, NUM_LAYERS)
-        total = fixed + table[np.arange(NUM_LAYERS), paths].sum(1)
+        paths = paths.reshape(-1, self.space.num_layers)
+        total = fixed + table[np.arange(self.space.num_layers), paths].sum(1)
         return total[0] if single else total
 
     def path_macs(self, paths) -> np.ndarray:
@@ -57,11 +58,10 @@ class CostTable:
     def path_params(self, paths) -> np.ndarray:
         return self._gather(self.params, self.fixed_params, paths)
 
-    @staticmethod
-    def _range(table: np.ndarray, fixed: int) -> Tuple[int, int]:
-        big = np.iinfo(np.int64).max
-        lo = np.where(CHOICE_MASK, table, big).min(1).sum()
-        hi = np.where(CHOICE_MASK, table, -1).max(1).sum()
+    def _range(self, table: np.ndarray, fixed: int) -> Tuple[int, int]:
+        big, mask = np.iinfo(np.int64).max, self.space.choice_mask
+        lo = np.where(mask, table, big).min(1).sum()
+        hi = np.where(mask, table, -1).max(1).sum()
         return int(fixed + lo), int(fixed + hi)
 
     def macs_range(self) -> Tuple[int, int]:
@@ -73,33 +73,42 @@ class CostTable:
 
 
 @torch.no_grad()
-def build_cost_table(supernet: nn.Module, input_size: InputSize = 224) -> CostTable:
-    """Count every choice block of ``supernet`` (a :class:`ChainSupernet`) at ``input_size``."""
+def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, device, measure) -> Tuple[np.ndarray, np.ndarray]:
+    """``measure(module, x)`` (a tuple of numbers) of every choice block of ``space`` and of the fixed
+    parts, each a standalone timm module in eval mode run on the input it sees in the network.
+
+    Returns ``table`` of shape (layers, choices, len(measure)) with zeros for ``SKIP``, and the sum
+    over the fixed parts (stem, first stage, last stage, head)."""
     h, w = _hw(input_size)
-    was_training = supernet.training
-    supernet.eval()
-    try:
-        device = next(supernet.parameters()).device
-        x = torch.zeros(1, 3, h, w, device=device)
-        s = supernet  # the fixed parts as modules, in the order of ChainSupernet.forward
-        stem = nn.Sequential(s.conv_stem, s.bn1, s.first_stage)
-        head = nn.Sequential(s.last_stage, s.global_pool, s.conv_head, s.norm_head, s.act2, s.flatten,
-                             s.classifier)
-        fixed_macs = fvcore_macs(stem, x)
-        x = supernet.forward_stem(x)
-        macs = np.zeros((NUM_LAYERS, NUM_CHOICES), dtype=np.int64)
-        params = np.zeros_like(macs)
-        for layer, blocks in enumerate(supernet.layers):
-            for op in range(len(OPS)):
-                macs[layer, op] = fvcore_macs(blocks[op], x)
-                params[layer, op] = count_params(blocks[op])
-            x = blocks[0](x)  # every op of a layer gives the same output shape
-        fixed_macs += fvcore_macs(head, x)
-        fixed_params = count_params(supernet) - int(params.sum())
-    finally:
-        supernet.train(was_training)
-    macs[:, SKIP] = params[:, SKIP] = 0
-    return CostTable((h, w), supernet.num_classes, macs, params, int(fixed_macs), int(fixed_params))
+    template = create_chain_model("cydas_chain", ChainArch(((0,),) * LAYOUT.num_stages, space.slots),
+                                  num_classes=num_classes, drop_rate=0.0, drop_path_rate=0.0).to(device).eval()
+    t = template  # the fixed parts, in the order of ChainSupernet.forward
+    stem = nn.Sequential(t.conv_stem, t.bn1, t.blocks[0])
+    head = nn.Sequential(t.blocks[-1], t.global_pool, t.conv_head, t.norm_head, t.act2, t.flatten, t.classifier)
+    x = torch.zeros(1, 3, h, w, device=device)
+    fixed = np.asarray(measure(stem, x), dtype=np.float64)
+    x = stem(x)
+    table = None
+    for layer in range(space.num_layers):
+        for op in range(len(OPS)):
+            block = build_block(space, layer, op, drop_path_rate=0.0).to(device).eval()
+            m = np.asarray(measure(block, x), dtype=np.float64)
+            if table is None:
+                table = np.zeros((space.num_layers, NUM_CHOICES, len(m)))
+            table[layer, op] = m
+        x = block(x)  # every op of a layer gives the same output shape
+    fixed += np.asarray(measure(head, x), dtype=np.float64)
+    return table, fixed
+
+
+def build_cost_table(space: ChainSpace = DEFAULT_SPACE, num_classes: int = 1000,
+                     input_size: InputSize = 224) -> CostTable:
+    """Count the MACs (fvcore) and parameters of every choice of ``space`` at ``input_size``."""
+    table, fixed = _per_block(space, num_classes, input_size, "cpu",
+                              lambda module, x: (fvcore_macs(module, x), count_params(module)))
+    table = table.astype(np.int64)
+    return CostTable(space, _hw(input_size), num_classes, table[..., 0], table[..., 1], int(fixed[0]),
+                     int(fixed[1]))
 
 
 # ---- latency: a per-layer table measured on the current device ----------------------------------
@@ -128,20 +137,20 @@ def _median_ms(module: nn.Module, x: torch.Tensor, repeats: int) -> float:
     return float(np.median(times))
 
 
-@torch.no_grad()
-def measure_latency_table(supernet: nn.Module, input_size: InputSize = 224, repeats: int = 10,
-                          cache_dir=None) -> Tuple[np.ndarray, float]:
+def measure_latency_table(space: ChainSpace, num_classes: int, input_size: InputSize = 224, device="cpu",
+                          repeats: int = 10, cache_dir=None) -> Tuple[np.ndarray, float]:
     """Median latency in ms (batch 1, eval mode) of every choice block and of the fixed parts.
 
     A path's latency is estimated as the sum of its blocks' latencies: a proxy that ignores what
     the blocks' isolation hides (kernel fusion across blocks, caches), good for ranking paths.
-    The table is cached per device, input size, classes and torch version in ``cache_dir``.
+    The table is cached per device, input size, classes, slots and torch version in ``cache_dir``.
     """
     import json
 
     h, w = _hw(input_size)
-    device = next(supernet.parameters()).device
-    key = f"latency_{_device_tag(device)}_{h}x{w}_c{supernet.num_classes}_torch{torch.__version__}.json"
+    device = torch.device(device)
+    slots = "-".join(map(str, space.slots))
+    key = f"latency_{_device_tag(device)}_{h}x{w}_c{num_classes}_s{slots}_torch{torch.__version__}.json"
     cache = None if cache_dir is None else Path(cache_dir) / key
     if cache is not None and cache.is_file():
         try:
@@ -149,24 +158,9 @@ def measure_latency_table(supernet: nn.Module, input_size: InputSize = 224, repe
             return np.asarray(d["table"], dtype=np.float64), float(d["fixed"])
         except (ValueError, KeyError):
             pass  # a damaged cache is measured again
-    was_training = supernet.training
-    supernet.eval()
-    try:
-        s = supernet
-        stem = nn.Sequential(s.conv_stem, s.bn1, s.first_stage)
-        head = nn.Sequential(s.last_stage, s.global_pool, s.conv_head, s.norm_head, s.act2, s.flatten,
-                             s.classifier)
-        x = torch.zeros(1, 3, h, w, device=device)
-        fixed = _median_ms(stem, x, repeats)
-        x = stem(x)
-        table = np.zeros((NUM_LAYERS, NUM_CHOICES))
-        for layer, blocks in enumerate(supernet.layers):
-            for op in range(len(OPS)):
-                table[layer, op] = _median_ms(blocks[op], x, repeats)
-            x = blocks[0](x)
-        fixed += _median_ms(head, x, repeats)
-    finally:
-        supernet.train(was_training)
+    table, fixed = _per_block(space, num_classes, input_size, device,
+                              lambda module, x: (_median_ms(module, x, repeats),))
+    table, fixed = table[..., 0], float(fixed[0])
     if cache is not None:
         from ..core.checkpoint import atomic_write
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from ..core.errors import BudgetError
 from .cost import CostTable
-from .space import CHOICE_MASK, NUM_LAYERS
 
 
 @dataclass(frozen=True)
@@ -29,16 +28,17 @@ class Limit:
     """An upper limit on a per-layer additive cost (parameters, latency)."""
 
     name: str
-    table: np.ndarray  # (NUM_LAYERS, NUM_CHOICES)
+    table: np.ndarray  # (layers, choices)
     fixed: float
     limit: float
     unit: str = ""
 
     def values(self, paths: np.ndarray) -> np.ndarray:
-        return self.fixed + self.table[np.arange(NUM_LAYERS), paths].sum(1)
+        paths = np.asarray(paths).reshape(-1, len(self.table))
+        return self.fixed + self.table[np.arange(len(self.table)), paths].sum(1)
 
-    def minimum(self) -> float:
-        return float(self.fixed + np.where(CHOICE_MASK, self.table, np.inf).min(1).sum())
+    def minimum(self, choice_mask: np.ndarray) -> float:
+        return float(self.fixed + np.where(choice_mask, self.table, np.inf).min(1).sum())
 
 
 def _fmt_m(macs: float) -> str:
@@ -54,6 +54,8 @@ class PathSampler:
     def __init__(self, table: CostTable, max_macs: int, min_macs: int = 0, limits: List[Limit] = (),
                  seed: int = 0, levels: int = 1 << 14):
         self.table, self.max_macs, self.min_macs, self.limits = table, int(max_macs), int(min_macs), list(limits)
+        self.space = space = table.space
+        mask, num_layers = space.choice_mask, space.num_layers
         lo, hi = table.macs_range()
         size = f"{table.input_size[0]}x{table.input_size[1]}"
         if self.min_macs > self.max_macs:
@@ -62,22 +64,22 @@ class PathSampler:
             raise BudgetError(f"MACs budget {_fmt_m(self.min_macs)}..{_fmt_m(self.max_macs)} is outside the "
                               f"feasible range {_fmt_m(lo)}..{_fmt_m(hi)} of the chain space at {size}")
         for lim in self.limits:
-            if lim.limit < lim.minimum():
+            if lim.limit < lim.minimum(mask):
                 raise BudgetError(f"{lim.name} limit {lim.limit:g}{lim.unit} is below the smallest "
-                                  f"{lim.name} of the space, {lim.minimum():g}{lim.unit}")
+                                  f"{lim.name} of the space, {lim.minimum(mask):g}{lim.unit}")
         self.rng = np.random.default_rng(seed)
 
         # Relaxed window on the quantised variable MACs (see module doc).
-        var = np.where(CHOICE_MASK, table.macs, 0)
+        var = np.where(mask, table.macs, 0)
         self.quantum = max(1, -(-int(var.max(1).sum()) // levels))
         self.q = var // self.quantum
         self.upper = min((self.max_macs - table.fixed_macs) // self.quantum, int(self.q.max(1).sum()))
-        self.lower = max(0, -(-(self.min_macs - table.fixed_macs) // self.quantum) - NUM_LAYERS)
-        # cum[l][s]: number of choices for layers l.. whose quantised sum is <= s (cum[NUM_LAYERS] = 1).
-        cum = np.zeros((NUM_LAYERS + 1, self.upper + 1), dtype=np.int64)
-        cum[NUM_LAYERS] = 1
-        for layer in reversed(range(NUM_LAYERS)):
-            for c in np.flatnonzero(CHOICE_MASK[layer]):
+        self.lower = max(0, -(-(self.min_macs - table.fixed_macs) // self.quantum) - num_layers)
+        # cum[l][s]: number of choices for layers l.. whose quantised sum is <= s (cum[num_layers] = 1).
+        cum = np.zeros((num_layers + 1, self.upper + 1), dtype=np.int64)
+        cum[num_layers] = 1
+        for layer in reversed(range(num_layers)):
+            for c in np.flatnonzero(mask[layer]):
                 shift = self.q[layer, c]
                 cum[layer, shift:] += cum[layer + 1, :self.upper + 1 - shift]
         self.cum = cum
@@ -94,12 +96,13 @@ class PathSampler:
 
     def _propose(self, n: int) -> np.ndarray:
         """``n`` paths drawn uniformly from the relaxed set."""
-        paths = np.zeros((n, NUM_LAYERS), dtype=np.int64)
+        mask = self.space.choice_mask
+        paths = np.zeros((n, self.space.num_layers), dtype=np.int64)
         prefix = np.zeros(n, dtype=np.int64)
-        for layer in range(NUM_LAYERS):
+        for layer in range(self.space.num_layers):
             q = self.q[layer]
             w = self._window(layer + 1, prefix[:, None] + q[None, :], self.lower, self.upper)
-            w = np.where(CHOICE_MASK[layer][None, :], w, 0)
+            w = np.where(mask[layer][None, :], w, 0)
             cw = np.cumsum(w, axis=1)
             r = self.rng.integers(0, cw[:, -1])  # exact integer draw, proportional to the counts
             choice = (cw > r[:, None]).argmax(1)
@@ -108,7 +111,7 @@ class PathSampler:
         return paths
 
     def feasible(self, paths: np.ndarray) -> np.ndarray:
-        """Boolean mask of the paths (N, NUM_LAYERS) within every limit."""
+        """Boolean mask of the paths (N, layers) within every limit."""
         macs = self.table.path_macs(paths)
         ok = (macs >= self.min_macs) & (macs <= self.max_macs)
         for lim in self.limits:
@@ -116,7 +119,7 @@ class PathSampler:
         return ok
 
     def sample(self, n: Optional[int] = None) -> np.ndarray:
-        """One path (shape (NUM_LAYERS,)) or ``n`` paths (shape (n, NUM_LAYERS)), i.i.d. uniform."""
+        """One path (shape (layers,)) or ``n`` paths (shape (n, layers)), i.i.d. uniform."""
         want = 1 if n is None else n
         if self.relaxed_count == 0:
             raise BudgetError(f"no path of the chain space has MACs in {_fmt_m(self.min_macs)}.."

@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,11 +41,10 @@ from ..core.distributed import DistInfo, all_reduce_sum, is_main_process
 from ..core.errors import CheckpointError, CydasError, DataError, first_line
 from ..core.logging import MetricWriter, progress
 from ..core.seed import rng_state, seed_everything, set_rng_state
-from ..models import ChainArch, create_chain_model
+from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
 from .board import Board, Entry
 from .cost import CostTable, build_cost_table, measure_latency_table
 from .sampler import Limit, PathSampler
-from .space import path_str
 from .supernet import ChainSupernet
 
 CHECKPOINT_KIND = "cydas_chain/chain_search"
@@ -72,6 +71,8 @@ class SearchConfig:
     eval_interval: int = 100
     val_subset: int = 1024
     seed: int = 0
+    slots: Tuple[int, ...] = DEFAULT_SLOTS  # layer slots of each searched stage (the space)
+    weight_sharing: str = "independent"  # or "entangled"; see supernet.py
     amp: bool = False
     world_size: int = 1
 
@@ -80,7 +81,7 @@ class SearchConfig:
         return self.lr if self.lr is not None else 0.5 * self.batch_size / 1024
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "slots": list(self.slots)}
 
 
 @contextlib.contextmanager
@@ -142,17 +143,19 @@ class ChainSearch:
         self.trace = [] if trace_paths else None
 
         seed_everything(cfg.seed)
-        self.supernet = ChainSupernet(num_classes=len(self.classes))
-        self.table: CostTable = build_cost_table(self.supernet, cfg.cost_size)
+        self.space = ChainSpace(cfg.slots)
+        self.supernet = ChainSupernet(num_classes=len(self.classes), space=self.space,
+                                      weight_sharing=cfg.weight_sharing)
+        self.table: CostTable = build_cost_table(self.space, len(self.classes), cfg.cost_size)
         limits = []
         if cfg.max_params is not None:
             limits.append(Limit("params", self.table.params.astype(np.float64), self.table.fixed_params,
                                 cfg.max_params))
         self.latency = None
         if cfg.max_latency_ms is not None:
-            self.supernet.to(self.device)
             self.log.info("measuring the per-layer latency table on %s (cached) ...", self.device)
-            table, fixed = measure_latency_table(self.supernet, cfg.cost_size, cache_dir=latency_cache)
+            table, fixed = measure_latency_table(self.space, len(self.classes), cfg.cost_size, self.device,
+                                                 cache_dir=latency_cache)
             self.latency = Limit("latency", table, fixed, cfg.max_latency_ms, "ms")
             limits.append(self.latency)
         self.sampler = PathSampler(self.table, cfg.max_macs, cfg.min_macs, limits, seed=cfg.seed)
@@ -246,12 +249,12 @@ class ChainSearch:
         cand = Entry(tuple(int(c) for c in path), int(self.table.path_macs(path)), scores[-1], self.step)
         teacher = self.board.teacher
         entered = self.board.offer(cand)
-        record = {"step": self.step, "path": path_str(cand.path), "macs": cand.macs, "score": cand.score,
+        record = {"step": self.step, "path": self.space.path_str(cand.path), "macs": cand.macs, "score": cand.score,
                   "teacher_score": teacher.score, "teacher_macs": teacher.macs, "entered": int(entered)}
         self.evaluations.append(record)
         if entered and self.board.teacher == cand:
             self.log.info("step %d: new teacher %s  %.1fM MACs, score %.2f (was %.2f at %.1fM)", self.step,
-                          path_str(cand.path), cand.macs / 1e6, cand.score, teacher.score, teacher.macs / 1e6)
+                          self.space.path_str(cand.path), cand.macs / 1e6, cand.score, teacher.score, teacher.macs / 1e6)
         return record
 
     # ---- checkpoints --------------------------------------------------------------------------
@@ -306,8 +309,10 @@ class ChainSearch:
             metrics.truncate_after(self.step)
             self.log.info("resumed from %s at step %d/%d", resume, self.step, self.total_steps)
         lo, hi = self.table.macs_range()
-        self.log.info("space: %.1fM..%.1fM MACs at %dx%d; sampling %s (%.2e paths in the relaxed set)",
-                      lo / 1e6, hi / 1e6, *self.table.input_size, self.sampler.describe(),
+        self.log.info("space: %s (the paper's 3.69e16 counts 4 slots a stage); %.1fM..%.1fM MACs at %dx%d; "
+                      "%s weights", self.space.describe(), lo / 1e6, hi / 1e6, *self.table.input_size,
+                      cfg.weight_sharing)
+        self.log.info("sampling %s (%.2e paths in the relaxed set)", self.sampler.describe(),
                       self.sampler.relaxed_count)
         self.log.info("%d steps (%d epochs x %d), batch %d (%d per process), lr %.4g, eval every %d steps on %d "
                       "images, board %d", self.total_steps, cfg.epochs, self.steps_per_epoch, cfg.batch_size,
@@ -353,7 +358,7 @@ class ChainSearch:
         if self.trace is not None:
             p = self.out / f"paths_rank{self.dist.rank}.txt"
             with open(p, "a") as f:
-                f.writelines(path_str(t) + "\n" for t in self.trace)
+                f.writelines(self.space.path_str(t) + "\n" for t in self.trace)
             self.trace.clear()
 
     # ---- outputs ------------------------------------------------------------------------------
@@ -364,7 +369,7 @@ class ChainSearch:
             return {}
         from ..core.flops import count_macs
 
-        arch = ChainArch.from_path(teacher.path)
+        arch = self.space.arch(teacher.path)
         cost = count_macs(create_chain_model("cydas_chain", arch, num_classes=len(self.classes)),
                           self.cfg.cost_size)
         info = {**arch.to_dict(), "params": cost.params, "fvcore_macs": cost.fvcore_macs,

@@ -1,38 +1,130 @@
 """The SPOS supernet of the chain space, made of timm blocks.
 
-Every layer holds one timm block per op, built by timm's ``EfficientNetBuilder`` from the same block
-strings as the standalone networks (``models.cydas``), so the supernet has no block code of its own.
-The stem, the first stage and the head are those of the standalone timm ``MobileNetV3`` and carry
-the same parameter names: the weights of any path copy into ``create_chain_model`` exactly
-(:meth:`ChainSupernet.child_state_dict`, :func:`extract_child`).
+Each layer slot of the space holds the choices of that slot in one of two weight-sharing schemes:
 
-``forward(x, path)`` runs only the path's blocks (``SKIP`` is the identity), so a training step
-costs what the child network's step costs.
+- ``"entangled"`` (default): one timm block of the largest op (kernel 7, expansion 6) whose weights
+  every op of the slot shares, as in OFA / BigNAS / AutoFormer: a kernel-k op uses the centre k x k
+  of the depthwise kernel, an expansion-e op the first ``in * e`` expanded channels (the 1x1 convs,
+  BN and SE sliced alike).  Ops of a slot differ little from each other, so the many independently
+  sampled slots of a path do not have to co-adapt from scratch: the supernet learns in a few hundred
+  steps where the independent scheme stays at chance (docs/chain.md has the curves).
+- ``"independent"``: one timm block per op (the paper's SPOS supernet, and Cream's).
+
+Either way the stem, the first stage and the head are those of the standalone timm ``MobileNetV3``
+under the same parameter names, and the weights of any path copy into ``create_chain_model``
+exactly (:meth:`ChainSupernet.child_state_dict`, :func:`extract_child`): the child computes what the
+supernet computes for that path.  ``forward(x, path)`` runs only the path's blocks (``SKIP`` is the
+identity), so a training step costs what the child network's step costs.
 """
 from __future__ import annotations
 
 from typing import Dict, Sequence
 
 import torch
-from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_def, efficientnet_init_weights
+import torch.nn.functional as F
+from timm.models._efficientnet_builder import efficientnet_init_weights
 from torch import nn
 
-from ..models import LAYOUT, OPS, SKIP, ChainArch, create_chain_model
-from ..models.cydas import chain_model_kwargs
-from .space import NUM_LAYERS, block_string, check_path, layer_channels, stage_of
+from ..core.errors import ArchError
+from ..models import DEFAULT_SPACE, LAYOUT, OPS, SKIP, ChainArch, ChainSpace, create_chain_model
+from ..models.cydas import build_block
+
+WEIGHT_SHARING = ("entangled", "independent")
 
 # The path used to build the fixed parts (any path has the same stem, first stage and head).
-_TEMPLATE = ChainArch(((0,),) * 5)
+_TEMPLATE = ChainArch(((0,),) * LAYOUT.num_stages)
+_LARGEST = max(range(len(OPS)), key=lambda i: (OPS[i].kernel, OPS[i].expansion))
+
+
+class IndependentLayer(nn.Module):
+    """One timm block per op (no sharing between the ops of a slot)."""
+
+    def __init__(self, space: ChainSpace, layer: int, **model_kwargs):
+        super().__init__()
+        self.blocks = nn.ModuleList(build_block(space, layer, op, **model_kwargs) for op in range(len(OPS)))
+
+    def forward(self, x: torch.Tensor, op: int) -> torch.Tensor:
+        return self.blocks[op](x)
+
+    def block_state_dict(self, op: int) -> Dict[str, torch.Tensor]:
+        return self.blocks[op].state_dict()
+
+
+def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
+    """``bn`` (timm's BatchNormAct2d) on the first ``n`` channels: its running statistics, weight and
+    bias sliced as views, so batch statistics update the shared buffers in place (OFA's dynamic BN)."""
+    use_batch = bn.training or bn.running_mean is None
+    x = F.batch_norm(x, bn.running_mean[:n], bn.running_var[:n], bn.weight[:n], bn.bias[:n], use_batch,
+                     0.0 if bn.momentum is None else bn.momentum, bn.eps)
+    return bn.act(bn.drop(x))
+
+
+class EntangledLayer(nn.Module):
+    """The largest block of a slot; every op of the slot runs on a slice of its weights."""
+
+    def __init__(self, space: ChainSpace, layer: int, **model_kwargs):
+        super().__init__()
+        self.block = build_block(space, layer, _LARGEST, **model_kwargs)
+        # The shapes of each op's own timm block: expanded and SE-reduced widths, as timm rounds them.
+        shapes = []
+        for op in range(len(OPS)):
+            b = build_block(space, layer, op, **model_kwargs)
+            shapes.append((b.conv_dw.weight.shape[-1], b.conv_pw.out_channels, b.se.conv_reduce.out_channels))
+        self.shapes = tuple(shapes)
+        self.stride = self.block.conv_dw.stride
+
+    def forward(self, x: torch.Tensor, op: int) -> torch.Tensor:
+        b, (k, mid, rd) = self.block, self.shapes[op]
+        shortcut = x
+        x = _batch_norm(b.bn1, F.conv2d(x, b.conv_pw.weight[:mid]), mid)
+        c = (b.conv_dw.weight.shape[-1] - k) // 2
+        x = F.conv2d(x, b.conv_dw.weight[:mid, :, c:c + k, c:c + k], stride=self.stride, padding=k // 2,
+                     groups=mid)
+        x = _batch_norm(b.bn2, x, mid)
+        se = b.se
+        s = F.conv2d(x.mean((2, 3), keepdim=True), se.conv_reduce.weight[:rd, :mid], se.conv_reduce.bias[:rd])
+        s = F.conv2d(se.act1(s), se.conv_expand.weight[:mid, :rd], se.conv_expand.bias[:mid])
+        x = x * se.gate(s)
+        x = _batch_norm(b.bn3, F.conv2d(x, b.conv_pwl.weight[:, :mid]), b.bn3.num_features)
+        if b.has_skip:
+            x = b.drop_path(x) + shortcut
+        return x
+
+    def block_state_dict(self, op: int) -> Dict[str, torch.Tensor]:
+        """The op's weights under the names of its own timm block."""
+        k, mid, rd = self.shapes[op]
+        c = (self.block.conv_dw.weight.shape[-1] - k) // 2
+        out = {}
+        for name, t in self.block.state_dict().items():
+            module, _, kind = name.rpartition(".")
+            if t.ndim == 0:  # num_batches_tracked
+                out[name] = t.clone()
+            elif module == "conv_dw":
+                out[name] = t[:mid, :, c:c + k, c:c + k].clone()
+            elif module in ("conv_pw", "bn1", "bn2") or (module == "se.conv_expand" and kind == "bias"):
+                out[name] = t[:mid].clone()
+            elif module == "se.conv_reduce":
+                out[name] = (t[:rd, :mid] if kind == "weight" else t[:rd]).clone()
+            elif module == "se.conv_expand":
+                out[name] = t[:mid, :rd].clone()
+            elif module == "conv_pwl":
+                out[name] = t[:, :mid].clone()
+            else:  # bn3: the output width, whatever the op
+                out[name] = t.clone()
+        return out
 
 
 class ChainSupernet(nn.Module):
-    """All choice blocks of the 20 searched layers between the fixed stem and head."""
+    """All choices of the searched layer slots between the fixed stem and head."""
 
-    def __init__(self, num_classes: int = 1000, **model_kwargs):
+    def __init__(self, num_classes: int = 1000, space: ChainSpace = DEFAULT_SPACE,
+                 weight_sharing: str = "entangled", **model_kwargs):
         super().__init__()
+        if weight_sharing not in WEIGHT_SHARING:
+            raise ArchError(f"weight sharing must be one of {', '.join(WEIGHT_SHARING)}, got {weight_sharing!r}")
         model_kwargs = {"drop_rate": 0.0, "drop_path_rate": 0.0, **model_kwargs}
         self.model_kwargs = dict(model_kwargs)
-        self.num_classes = num_classes
+        self.num_classes, self.space, self.weight_sharing = num_classes, space, weight_sharing
         template = create_chain_model("cydas_chain", _TEMPLATE, num_classes=num_classes, **model_kwargs)
         self.drop_rate = template.drop_rate
         self.conv_stem, self.bn1 = template.conv_stem, template.bn1
@@ -40,20 +132,8 @@ class ChainSupernet(nn.Module):
         self.global_pool, self.conv_head = template.global_pool, template.conv_head
         self.norm_head, self.act2 = template.norm_head, template.act2
         self.flatten, self.classifier = template.flatten, template.classifier
-
-        # The block factory of MobileNetV3, with the same norm/act/SE settings as the child networks.
-        kw = chain_model_kwargs(_TEMPLATE, num_classes=num_classes, **model_kwargs)
-        builder_kw = dict(act_layer=kw["act_layer"], norm_layer=kw["norm_layer"], se_layer=kw["se_layer"],
-                          se_from_exp=True, drop_path_rate=kw["drop_path_rate"])
-        layers = []
-        for layer in range(NUM_LAYERS):
-            in_chs = layer_channels(layer)[0]
-            blocks = []
-            for op in range(len(OPS)):
-                builder = EfficientNetBuilder(**builder_kw)
-                blocks.append(builder(in_chs, decode_arch_def([[block_string(layer, op)]]))[0][0])
-            layers.append(nn.ModuleList(blocks))
-        self.layers = nn.ModuleList(layers)
+        layer_cls = EntangledLayer if weight_sharing == "entangled" else IndependentLayer
+        self.layers = nn.ModuleList(layer_cls(space, layer, **model_kwargs) for layer in range(space.num_layers))
         efficientnet_init_weights(self.layers)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +151,13 @@ class ChainSupernet(nn.Module):
         x = self.forward_stem(x)
         for layer, choice in zip(self.layers, path):
             if choice != SKIP:
-                x = layer[choice](x)
+                x = layer(x, choice)
         return self.forward_head(x)
 
     # ---- the standalone child network of a path ------------------------------------------------
     def child_state_dict(self, path: Sequence[int]) -> Dict[str, torch.Tensor]:
         """The path's weights under the parameter names of ``create_chain_model``'s network."""
-        path = check_path(path)
+        arch = self.space.arch(path)  # validates the path
         out = {}
         for name, t in self.state_dict().items():
             head, _, rest = name.partition(".")
@@ -87,22 +167,22 @@ class ChainSupernet(nn.Module):
                 out[f"blocks.{LAYOUT.num_stages + 1}.{rest}"] = t
             elif head != "layers":
                 out[name] = t
-        per_stage = [0] * LAYOUT.num_stages  # blocks kept so far in each stage
+        kept = [0] * LAYOUT.num_stages  # blocks kept so far in each stage
         for layer, choice in enumerate(path):
             if choice == SKIP:
                 continue
-            stage = stage_of(layer)
-            prefix = f"layers.{layer}.{choice}."
-            for name, t in self.layers[layer][choice].state_dict(prefix=prefix).items():
-                out[f"blocks.{stage + 1}.{per_stage[stage]}.{name[len(prefix):]}"] = t
-            per_stage[stage] += 1
+            stage = self.space.layer_stage[layer]
+            for name, t in self.layers[layer].block_state_dict(int(choice)).items():
+                out[f"blocks.{stage + 1}.{kept[stage]}.{name}"] = t
+            kept[stage] += 1
+        assert kept == [len(s) for s in arch.stages]
         return out
 
 
 def extract_child(supernet: ChainSupernet, path: Sequence[int], **model_kwargs) -> nn.Module:
     """The standalone timm network of ``path`` with the supernet's weights (same outputs in eval)."""
     kwargs = {**supernet.model_kwargs, **model_kwargs}
-    child = create_chain_model("cydas_chain", ChainArch.from_path(path), num_classes=supernet.num_classes,
+    child = create_chain_model("cydas_chain", supernet.space.arch(path), num_classes=supernet.num_classes,
                                **kwargs)
     child.load_state_dict(supernet.child_state_dict(path), strict=True)
     return child.to(next(supernet.parameters()).device)

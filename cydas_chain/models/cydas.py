@@ -14,15 +14,16 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._builder import pretrained_cfg_for_features
 # Private timm modules: timm is pinned in setup.py for that reason.
 from timm.models._efficientnet_blocks import SqueezeExcite
-from timm.models._efficientnet_builder import decode_arch_def, resolve_bn_args, round_channels
+from timm.models._efficientnet_builder import (EfficientNetBuilder, decode_arch_def, resolve_bn_args,
+                                               round_channels)
 from timm.models.mobilenetv3 import MobileNetV3, MobileNetV3Features
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint
 from ..core.errors import CheckpointError
-from .chain_arch import LAYOUT, PUBLISHED, ArchLike, ChainArch, resolve_arch
+from .chain_arch import LAYOUT, PUBLISHED, ArchLike, ChainArch, ChainSpace, resolve_arch
 
-__all__ = ["create_chain_model", "chain_model_kwargs", "SE_LAYER"]
+__all__ = ["create_chain_model", "chain_model_kwargs", "build_block", "SE_LAYER"]
 
 # SE as in the released CyDAS code: reduction of the expanded width, ReLU inside, hard-sigmoid gate,
 # reduced channels rounded to a multiple of 8.
@@ -44,6 +45,16 @@ def chain_model_kwargs(arch: ChainArch, **kwargs) -> dict:
         se_layer=SE_LAYER,
         **kwargs,
     )
+
+
+def build_block(space: ChainSpace, layer: int, op: int, **model_kwargs) -> nn.Module:
+    """The timm block of op ``op`` at ``layer`` of ``space``, exactly as ``create_chain_model`` builds it
+    inside a network with the same ``model_kwargs`` (norm, act, SE, drop path)."""
+    kw = chain_model_kwargs(PUBLISHED["cydas_a"], **model_kwargs)
+    builder = EfficientNetBuilder(act_layer=kw["act_layer"], norm_layer=kw["norm_layer"], se_layer=kw["se_layer"],
+                                  se_from_exp=True, drop_path_rate=kw["drop_path_rate"])
+    in_chs = space.layer_channels(layer)[0]
+    return builder(in_chs, decode_arch_def([[space.block_string(layer, op)]]))[0][0]
 
 
 def _check_pretrained_file(variant: str, kwargs: dict) -> None:
@@ -94,8 +105,8 @@ def _cfg(**kwargs) -> dict:
 
 
 default_cfgs = generate_default_cfgs({
-    "cydas_a.in1k": _cfg(paper_ids="arXiv:2005.10511", origin_url="https://github.com/microsoft/Cream"),
-    "cydas_b.in1k": _cfg(paper_ids="arXiv:2005.10511", origin_url="https://github.com/microsoft/Cream"),
+    "cydas_a.in1k": _cfg(paper_ids="arXiv:2006.10724", origin_url="https://github.com/microsoft/Cream"),
+    "cydas_b.in1k": _cfg(paper_ids="arXiv:2006.10724", origin_url="https://github.com/microsoft/Cream"),
     "cydas_chain": _cfg(),
 })
 
@@ -108,7 +119,8 @@ def cydas_a(pretrained: bool = False, **kwargs) -> MobileNetV3:
 
 @register_model
 def cydas_b(pretrained: bool = False, **kwargs) -> MobileNetV3:
-    """CyDAS-b (ImageNet, 394M MACs at 224x224 in the paper)."""
+    """CyDAS-b as released (five blocks in the 80-channel stage; ImageNet, 394M MACs at 224x224 in the
+    paper)."""
     return create_chain_model("cydas_b", PUBLISHED["cydas_b"], pretrained, **kwargs)
 
 
