@@ -42,7 +42,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["cydas_chain", "cydas_chain.*"]),
     include_package_data=True,
-    package_data={"cydas_chain": ["**/*.json"]},
+    package_data={"cydas_chain": ["**/*.json", "**/*.csv.gz", "**/*.md"]},
     install_requires=CORE,
     extras_require={"mm": MM, "test": TEST},
 )

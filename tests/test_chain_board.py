@@ -4,11 +4,13 @@ import math
 import pytest
 import torch
 
-from cydas_chain.chain.board import Board, Entry, beats
+from cydas_chain.chain.board import Board, Entry, ReplacementRule, beats, mcnemar_p
+
+PAPER_RULE = ReplacementRule("none")
 
 
-def board_with_teacher(score=50.0, macs=300, size=1):
-    b = Board(Entry((1,) * 20, macs, step=0), size)
+def board_with_teacher(score=50.0, macs=300, size=1, rule=PAPER_RULE):
+    b = Board(Entry((1,) * 20, macs, step=0), size, rule)
     b.rescore([score])
     return b
 
@@ -30,6 +32,41 @@ def test_replacement_rule(d_score, d_macs, replaced):
         h = b.history[-1]
         expected = (7, cand.score, cand.macs, [2] * 20, "teacher")
         assert (h["step"], h["score"], h["macs"], h["path"], h["event"]) == expected
+
+
+def test_mcnemar_p_values_by_hand():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(3, 0) == 1 / 8                      # P(X >= 3), X ~ Bin(3, 1/2)
+    assert mcnemar_p(2, 1) == 4 / 8                      # (C(3,2) + C(3,3)) / 8
+    assert mcnemar_p(0, 5) == 1.0
+    assert mcnemar_p(9, 1) == pytest.approx(11 / 1024)   # (C(10,9) + C(10,10)) / 2^10
+    assert mcnemar_p(15, 5) == pytest.approx((15504 + 4845 + 1140 + 190 + 20 + 1) / 2 ** 20)  # C(20, 15..20)
+
+
+# (wins, losses) on the images where the two paths disagree, at alpha 0.05:
+# 9-1 is significant (p 0.011), 6-3 is not (p 0.25) although its score is higher.
+@pytest.mark.parametrize("wins, losses, d_macs, replaced", [
+    (9, 1, -10, True), (9, 1, 0, True), (9, 1, +10, False),      # better beyond the test
+    (6, 3, -10, False), (6, 3, 0, False), (6, 3, +10, False),    # better within the noise
+    (3, 3, -10, False), (3, 3, 0, False),                        # equal
+    (1, 9, -10, False), (1, 9, 0, False), (1, 9, +10, False),    # worse
+])
+def test_replacement_rule_with_the_paired_test(wins, losses, d_macs, replaced):
+    n = 100
+    b = board_with_teacher(50.0, 300, rule=ReplacementRule("mcnemar", 0.05))
+    cand = Entry((2,) * 20, 300 + d_macs, 50.0 + 100 * (wins - losses) / n, step=7)
+    assert b.offer(cand, {(1,) * 20: (wins, losses)}) == replaced
+    assert (b.teacher == cand) == replaced
+    # the paper's bare rule takes every higher score with no more MACs
+    bare = board_with_teacher(50.0, 300)
+    assert bare.offer(cand) == (wins > losses and d_macs <= 0)
+
+
+def test_rule_options_are_checked():
+    with pytest.raises(ValueError, match="one of mcnemar, none"):
+        ReplacementRule("margin")
+    with pytest.raises(ValueError, match="alpha"):
+        ReplacementRule("mcnemar", 0.0)
 
 
 def test_unscored_teacher_loses_to_any_scored_path_within_budget():

@@ -151,3 +151,55 @@ def test_ddp_two_processes_train_the_same_paths(data, tmp_path):
     assert arch["search"]["world_size"] == 2 and arch["fvcore_macs"] <= 400e6
     assert proc.stderr.count("searched architecture") == 1  # written and reported once
     assert len(read(out, "metrics.csv").splitlines()) == 1 + 10
+
+
+def test_warmup_then_distillation_and_the_rule(data, tmp_path):
+    """No distillation and no teacher replacement before --warmup-epochs; both from then on."""
+    import csv
+
+    out = tmp_path / "warm"
+    # 5 steps an epoch: warm-up of 1.2 epochs = 6 steps; the bare rule, so replacements can happen
+    run_tool(TOOL, "--data", data, "--out", out, *TINY[:2], "--epochs", "4", *TINY[4:], "--warmup-epochs", "1.2",
+             "--replace-test", "none", env=ENV, check=True)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    warm = [r for r in rows if int(r["step"]) <= 6]
+    after = [r for r in rows if int(r["step"]) > 6]
+    assert all(float(r["kd"]) == 0.0 for r in warm)
+    assert all(float(r["kd"]) > 0.0 for r in after)
+    evals = list(csv.DictReader(open(out / "evaluations.csv")))
+    assert [int(e["step"]) for e in evals] == [6, 8, 10, 12, 14, 16, 18, 20]  # the rule from step 6 on
+    history = json.loads(read(out, "teacher_history.json"))
+    assert all(h["step"] >= 6 for h in history if h["event"] != "init")
+    arch = json.loads(read(out, "arch.json"))
+    assert arch["search"]["warmup_epochs"] == 1.2 and arch["budget"]["teacher_macs"] <= 400e6
+
+
+def test_the_search_learns_on_user_data(tmp_path):
+    """On a small generated ImageFolder set, a CPU-sized schedule brings the supernet's loss well
+    below chance and the result's score well above it."""
+    import csv
+    import math
+
+    data = make_shapes_folder(tmp_path / "shapes4", train_per_class=24, val_per_class=10, image_size=16)
+    out = tmp_path / "learn"
+    run_tool(TOOL, "--data", data, "--out", out, "--flops", "400", "--epochs", "12", "--batch-size", "24",
+             "--img-size", "16", "--lr", "0.1", "--eval-interval", "10", "--val-subset", "100",
+             "--save-interval", "1000", "--workers", "0", env=ENV, check=True)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    chance = math.log(10)
+    first = sum(float(r["ce"]) for r in rows[:10]) / 10
+    last = sum(float(r["ce"]) for r in rows[-10:]) / 10
+    assert first > 0.9 * chance and last < 0.6 * chance, (first, last)
+    arch = json.loads(read(out, "arch.json"))
+    assert arch["chance"] == 10.0 and arch["score"] > 40.0, arch["score"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--warmup-epochs", "2"], "--warmup-epochs must be in [0, --epochs=2)"),
+    (["--slots", "4,4,x"], "--slots takes comma-separated integers"),
+    (["--slots", "4,4,5"], "slots must be 5 positive integers"),
+    (["--replace-alpha", "0"], "alpha must be in (0, 1]"),
+])
+def test_bad_search_options(tmp_path, data, flags, message):
+    assert message in error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY, *flags, env=ENV))

@@ -8,13 +8,24 @@ afterwards a path enters by the same rule against the board's worst entry, which
 teacher is the best-scoring entry.  Scores go stale as the weights train, so the caller re-scores the
 board (:meth:`Board.rescore`) with the current weights before offering a candidate.
 
+Scores on a validation subset are noisy: with 360 images one image is 0.3 points, and two paths of
+one supernet disagree on a few dozen images at most.  So by default a candidate must also win a
+*paired* test on the same images (:class:`ReplacementRule`): the exact one-sided McNemar test on the
+images where the two paths disagree (``wins``: the candidate right and the incumbent wrong,
+``losses``: the reverse; under "equally good" wins ~ Binomial(wins + losses, 1/2)).  A paired test
+uses what a fixed margin ignores: both paths are scored on the same images, and what matters is how
+often they disagree, which a margin in points cannot know.  ``ReplacementRule("none")`` is the
+paper's bare rule.
+
 Pure Python, no torch: small and fully unit-tested.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,18 +52,53 @@ def _rank_key(e: Entry):
 
 
 def beats(candidate: Entry, incumbent: Entry) -> bool:
-    """The replacement rule: strictly higher score and no more MACs."""
+    """The paper's replacement rule: strictly higher score and no more MACs."""
     incumbent_score = -math.inf if math.isnan(incumbent.score) else incumbent.score
     return candidate.score > incumbent_score and candidate.macs <= incumbent.macs
+
+
+def mcnemar_p(wins: int, losses: int) -> float:
+    """One-sided exact McNemar p-value: P(X >= wins) for X ~ Binomial(wins + losses, 1/2)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
+
+
+TESTS = ("mcnemar", "none")
+
+
+@dataclass(frozen=True)
+class ReplacementRule:
+    """The paper's rule (higher score, no more MACs) and, with ``test="mcnemar"``, a paired test on the
+    same validation images at level ``alpha``."""
+
+    test: str = "mcnemar"
+    alpha: float = 0.05
+
+    def __post_init__(self):
+        if self.test not in TESTS:
+            raise ConfigError(f"replacement test must be one of {', '.join(TESTS)}, got {self.test!r}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ConfigError(f"the test level alpha must be in (0, 1], got {self.alpha}")
+
+    def accepts(self, candidate: Entry, incumbent: Entry, wins: int, losses: int) -> bool:
+        """Whether ``candidate`` replaces ``incumbent``; ``wins``/``losses``: the images only the
+        candidate / only the incumbent got right (ignored by ``test="none"``)."""
+        if not beats(candidate, incumbent):
+            return False
+        if self.test == "none" or math.isnan(incumbent.score):
+            return True
+        return mcnemar_p(wins, losses) < self.alpha
 
 
 class Board:
     """Up to ``size`` entries, best first; ``teacher`` is the best."""
 
-    def __init__(self, initial: Entry, size: int = 1):
+    def __init__(self, initial: Entry, size: int = 1, rule: ReplacementRule = ReplacementRule()):
         if size < 1:
             raise ValueError(f"board size must be >= 1, got {size}")
-        self.size = size
+        self.size, self.rule = size, rule
         self.entries: List[Entry] = [initial]
         self.history: List[dict] = [{**initial.as_dict(), "event": "init"}]
 
@@ -69,13 +115,16 @@ class Board:
             raise ValueError(f"{len(scores)} scores for {len(self.entries)} board entries")
         self.entries = sorted((replace(e, score=float(s)) for e, s in zip(self.entries, scores)), key=_rank_key)
 
-    def offer(self, candidate: Entry) -> bool:
-        """Apply the rule to an evaluated candidate; True when it entered the board."""
+    def offer(self, candidate: Entry, disagreements: Optional[Dict[Tuple[int, ...], Tuple[int, int]]] = None) -> bool:
+        """Apply the rule to an evaluated candidate; True when it entered the board.
+
+        ``disagreements[path]`` = (wins, losses) of the candidate against the board entry of ``path``
+        on the same validation images (needed by the paired test)."""
         if candidate.path in self.paths():
             return False
         if len(self.entries) < self.size:
             self.entries.append(candidate)
-        elif beats(candidate, self.entries[-1]):
+        elif self.rule.accepts(candidate, self.entries[-1], *(disagreements or {}).get(self.entries[-1].path, (0, 0))):
             self.entries[-1] = candidate
         else:
             return False

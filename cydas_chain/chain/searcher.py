@@ -32,6 +32,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from timm.scheduler import PolyLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -42,7 +44,7 @@ from ..core.errors import CheckpointError, CydasError, DataError, first_line
 from ..core.logging import MetricWriter, progress
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
-from .board import Board, Entry
+from .board import Board, Entry, ReplacementRule, mcnemar_p
 from .cost import CostTable, build_cost_table, measure_latency_table
 from .sampler import Limit, PathSampler
 from .supernet import ChainSupernet
@@ -60,6 +62,8 @@ class SearchConfig:
     max_latency_ms: Optional[float] = None
     board_size: int = 1
     epochs: int = 120
+    warmup_epochs: float = 20.0  # supernet only: no distillation, no teacher replacement (Cream: 20 of 120)
+    lr_warmup_epochs: float = 3.0  # linear lr warm-up from 0 (Cream: 3 of 120)
     batch_size: int = 1024  # total over all ranks
     img_size: int = 224  # training resolution
     cost_size: int = 224  # deployment resolution of the MACs / params / latency tables
@@ -69,10 +73,12 @@ class SearchConfig:
     distill_weight: float = 1.0
     temperature: float = 1.0
     eval_interval: int = 100
-    val_subset: int = 1024
+    val_subset: int = 5000
+    replace_test: str = "mcnemar"  # paired test on the validation images before a replacement, or "none"
+    replace_alpha: float = 0.05
     seed: int = 0
     slots: Tuple[int, ...] = DEFAULT_SLOTS  # layer slots of each searched stage (the space)
-    weight_sharing: str = "independent"  # or "entangled"; see supernet.py
+    weight_sharing: str = "entangled"  # or "independent" (the paper's SPOS); see supernet.py
     amp: bool = False
     world_size: int = 1
 
@@ -161,17 +167,16 @@ class ChainSearch:
         self.sampler = PathSampler(self.table, cfg.max_macs, cfg.min_macs, limits, seed=cfg.seed)
         self.supernet.to(self.device)
         first = tuple(int(c) for c in self.sampler.sample())
-        self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size)
+        self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size,
+                           ReplacementRule(cfg.replace_test, cfg.replace_alpha))
         self.evaluations: List[dict] = []
+        self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
 
-        decay, no_decay = [], []
-        for p in self.supernet.parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
-        self.optimizer = torch.optim.SGD(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.base_lr, momentum=cfg.momentum)
-        total = self.total_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: max(0.0, 1.0 - s / total))
+        # SGD with momentum, no weight decay on BN and biases; linear warm-up, then linear decay to 0.
+        self.optimizer = create_optimizer_v2(self.supernet, "momentum", lr=cfg.base_lr,
+                                             weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+        self.scheduler = PolyLRScheduler(self.optimizer, t_initial=self.total_steps, power=1.0, t_in_epochs=False,
+                                         warmup_t=int(round(cfg.lr_warmup_epochs * self.steps_per_epoch)))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp)
         self.model = self.supernet
         if dist.distributed:  # every rank trains the same path; the other blocks get no gradient
@@ -213,7 +218,7 @@ class ChainSearch:
         self.supernet.train()
         with self._autocast():
             teacher_logits = None
-            if cfg.distill_weight > 0:
+            if cfg.distill_weight > 0 and self.step >= self.warmup_steps:
                 with torch.no_grad(), frozen_bn_stats(self.supernet):
                     teacher_logits = self.supernet(x, self.board.teacher.path)
             logits = self.model(x, path)
@@ -225,32 +230,39 @@ class ChainSearch:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        self.scheduler.step_update(self.step + 1)
         acc = (logits.argmax(1) == y).float().mean().item() * 100
         return {"loss": loss.item(), "ce": ce.item(), "kd": kd.item(), "acc": acc}
 
     @torch.no_grad()
+    def correct(self, paths: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Whether each path gets each image of this rank's validation subset right: (paths, images)."""
+        with frozen_bn_stats(self.supernet), self._autocast():
+            return torch.stack([torch.cat([self.supernet(x, p).argmax(1) == y for x, y in self.val_batches])
+                                for p in paths])
+
     def score(self, paths: Sequence[Sequence[int]]) -> List[float]:
         """Top-1 accuracy (%) of each path on the validation subset, with the current weights."""
-        correct = torch.zeros(len(paths), device=self.device)
-        count = torch.zeros((), device=self.device)
-        with frozen_bn_stats(self.supernet), self._autocast():
-            for x, y in self.val_batches:
-                for k, p in enumerate(paths):
-                    correct[k] += (self.supernet(x, p).argmax(1) == y).sum()
-                count += len(y)
-        correct, count = all_reduce_sum(correct), all_reduce_sum(count)
-        return (correct / count.clamp(min=1) * 100).tolist()
+        correct = all_reduce_sum(self.correct(paths).sum(1).float())
+        return (correct / self.val_count * 100).tolist()
 
     def evaluate(self, path: Sequence[int]) -> dict:
-        """Score the sampled path and the board with the same weights; apply the rule."""
-        scores = self.score([*self.board.paths(), path])
+        """Score the sampled path and the board with the same weights, on the same images; apply the rule."""
+        board_paths = self.board.paths()
+        right = self.correct([*board_paths, path])
+        cand_right, board_right = right[-1], right[:-1]
+        scores = (all_reduce_sum(right.sum(1).float()) / self.val_count * 100).tolist()
+        wins = all_reduce_sum((cand_right & ~board_right).sum(1).float()).tolist()
+        losses = all_reduce_sum((~cand_right & board_right).sum(1).float()).tolist()
+        disagreements = {p: (int(w), int(n)) for p, w, n in zip(board_paths, wins, losses)}
         self.board.rescore(scores[:-1])
         cand = Entry(tuple(int(c) for c in path), int(self.table.path_macs(path)), scores[-1], self.step)
-        teacher = self.board.teacher
-        entered = self.board.offer(cand)
+        teacher, incumbent = self.board.teacher, self.board.entries[-1]
+        entered = self.board.offer(cand, disagreements)
+        wins, losses = disagreements[incumbent.path]
         record = {"step": self.step, "path": self.space.path_str(cand.path), "macs": cand.macs, "score": cand.score,
-                  "teacher_score": teacher.score, "teacher_macs": teacher.macs, "entered": int(entered)}
+                  "teacher_score": teacher.score, "teacher_macs": teacher.macs, "wins": wins, "losses": losses,
+                  "p_value": round(mcnemar_p(wins, losses), 6), "entered": int(entered)}
         self.evaluations.append(record)
         if entered and self.board.teacher == cand:
             self.log.info("step %d: new teacher %s  %.1fM MACs, score %.2f (was %.2f at %.1fM)", self.step,
@@ -314,10 +326,14 @@ class ChainSearch:
                       cfg.weight_sharing)
         self.log.info("sampling %s (%.2e paths in the relaxed set)", self.sampler.describe(),
                       self.sampler.relaxed_count)
-        self.log.info("%d steps (%d epochs x %d), batch %d (%d per process), lr %.4g, eval every %d steps on %d "
-                      "images, board %d", self.total_steps, cfg.epochs, self.steps_per_epoch, cfg.batch_size,
-                      self.local_batch, cfg.base_lr, cfg.eval_interval, self.val_count,
-                      cfg.board_size)
+        self.log.info("%d steps (%d epochs x %d), batch %d (%d per process), lr %.4g (warm-up %d steps); "
+                      "supernet only for %d steps, then distillation (weight %g) and the teacher rule every %d "
+                      "steps on %d validation images (board %d, %s)", self.total_steps, cfg.epochs,
+                      self.steps_per_epoch, cfg.batch_size, self.local_batch, cfg.base_lr,
+                      self.scheduler.warmup_t, self.warmup_steps, cfg.distill_weight, cfg.eval_interval,
+                      self.val_count, cfg.board_size,
+                      "paired McNemar test at %g" % cfg.replace_alpha if cfg.replace_test == "mcnemar"
+                      else "the paper's bare rule")
         bar = progress(total=self.total_steps, initial=self.step, desc="search", unit="step")
         last_eval = self.evaluations[-1] if self.evaluations else None
         while self.step < self.total_steps:
@@ -333,7 +349,8 @@ class ChainSearch:
                 self.step += 1
                 teacher = self.board.teacher
                 row = {**m, "lr": lr, "macs": self.table.path_macs(path) / 1e6, "teacher_macs": teacher.macs / 1e6}
-                if self.step % cfg.eval_interval == 0 or self.step == self.total_steps:
+                if self.step >= self.warmup_steps and (self.step % cfg.eval_interval == 0
+                                                       or self.step == self.total_steps):
                     last_eval = self.evaluate(path)
                     teacher = self.board.teacher
                     row.update(score=last_eval["score"], teacher_score=teacher.score,
@@ -376,6 +393,9 @@ class ChainSearch:
                 "thop_macs": cost.thop_macs, "input_size": self.cfg.cost_size, "num_classes": len(self.classes),
                 "score": teacher.score,
                 "score_metric": f"top-1 % on the {self.val_count}-image validation subset, supernet weights",
+                "chance": 100.0 / len(self.classes),
+                "budget": {"max_macs": self.cfg.max_macs, "teacher_macs": teacher.macs,
+                           "used": round(teacher.macs / self.cfg.max_macs, 4)},
                 "search": {**self.cfg.as_dict(), "steps": self.total_steps, "data": self.data_desc}}
         if self.latency is not None:
             info["latency_ms_estimate"] = float(self.latency.values(np.asarray([teacher.path]))[0])
@@ -385,9 +405,12 @@ class ChainSearch:
         self._write_evaluations()
         from .plot import plot_search
         plot_search(self.board.history, self.evaluations, self.cfg, self.out / "search.png")
-        self.log.info("searched architecture (%s): %s | %.1fM MACs (fvcore), %.1fM (thop), %.3fM params, "
-                      "score %.2f", self.out / "arch.json", arch, cost.fvcore_macs / 1e6, cost.thop_macs / 1e6,
-                      cost.params / 1e6, teacher.score)
+        self.log.info("searched architecture (%s): %s | %.1fM MACs (fvcore; %.0f%% of the %.0fM budget), %.1fM "
+                      "(thop), %.3fM params", self.out / "arch.json", arch, cost.fvcore_macs / 1e6,
+                      100 * teacher.macs / self.cfg.max_macs, self.cfg.max_macs / 1e6, cost.thop_macs / 1e6,
+                      cost.params / 1e6)
+        self.log.info("final score: %.1f%% top-1 on the %d validation images (chance %.1f%%)", teacher.score,
+                      self.val_count, 100.0 / len(self.classes))
         return info
 
     def _write_evaluations(self) -> None:
@@ -395,7 +418,8 @@ class ChainSearch:
         import io
 
         buf = io.StringIO()
-        fields = ["step", "path", "macs", "score", "teacher_score", "teacher_macs", "entered"]
+        fields = ["step", "path", "macs", "score", "teacher_score", "teacher_macs", "wins", "losses", "p_value",
+                  "entered"]
         w = csv.DictWriter(buf, fieldnames=fields)
         w.writeheader()
         w.writerows(self.evaluations)

@@ -135,6 +135,11 @@ class ChainSupernet(nn.Module):
         layer_cls = EntangledLayer if weight_sharing == "entangled" else IndependentLayer
         self.layers = nn.ModuleList(layer_cls(space, layer, **model_kwargs) for layer in range(space.num_layers))
         efficientnet_init_weights(self.layers)
+        # A zero classifier starts every path at the uniform prediction.  timm's init draws it from
+        # U(+-1/sqrt(classes)): with 10 classes the first logits have a std of ~3, the first losses are
+        # 4-10 and the first steps of a supernet diverge.
+        nn.init.zeros_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.first_stage(self.bn1(self.conv_stem(x)))

@@ -103,7 +103,54 @@ class TensorImageDataset(Dataset):
 
 
 # --------------------------------------------------------------------------------------------
-# Embedded default: a small, deterministic, procedurally drawn 10-class image set ("shapes").
+# Embedded default: real handwritten digits shipped inside the package (see embedded/README.md).
+# --------------------------------------------------------------------------------------------
+DIGITS_FILE = Path(__file__).with_name("embedded") / "digits.csv.gz"
+
+
+def load_digits_array() -> Tuple[np.ndarray, np.ndarray]:
+    """The 1,797 embedded digits as uint8 images (N, 8, 8) scaled from 0..16 to 0..255, and labels."""
+    import gzip
+
+    with gzip.open(DIGITS_FILE, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    images = np.round(rows[:, :64].reshape(-1, 8, 8) * (255 / 16)).astype(np.uint8)
+    return images, rows[:, 64]
+
+
+def make_digits_folder(root: os.PathLike, val_fraction: float = 0.2, seed: int = 0) -> Path:
+    """Write the embedded default data set as ``root/train/<digit>/*.png`` and ``root/val/...``.
+
+    The 1,797 real 8x8 handwritten digits (greyscale PNGs, as they are: the tools resize them), split
+    per class with ``val_fraction`` held out (1,438 train / 359 val at 0.2).  Deterministic; an
+    existing complete copy is reused.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    spec = dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1)
+    marker = root / "dataset.json"
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return root
+    images, labels = load_digits_array()
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+    for split, idx in (("train", train_idx), ("val", val_idx)):
+        for i in idx:
+            d = root / split / str(labels[i])
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
+    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
+    return root
+
+
+def embedded_data_root() -> Path:
+    """Where the embedded default data set is written (XDG cache)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "cydas_chain" / "digits"
+
+
+# --------------------------------------------------------------------------------------------
+# Test data: a small, deterministic, procedurally drawn 10-class image set ("shapes").
 # It is not a benchmark: it exists so that the tools run end to end on a fresh clone, offline.
 # Each class is a pattern (disc, ring, square, triangle, cross, stripes of 3 orientations, checker,
 # dots) drawn at a random position, scale and colour over a noisy background.

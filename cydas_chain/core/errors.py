@@ -22,6 +22,10 @@ class DataError(CydasError):
     """A dataset folder is missing, empty, or inconsistent."""
 
 
+class ConfigError(CydasError, ValueError):
+    """A setting out of its range, or a combination of settings that cannot work."""
+
+
 class BudgetError(CydasError, ValueError):
     """A resource budget (FLOPs, parameters, latency) that no architecture in the space meets."""
 

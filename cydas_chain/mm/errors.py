@@ -1,6 +1,5 @@
-"""Errors of the OpenMMLab integration."""
-from ..core.errors import CydasError
+"""Errors of the OpenMMLab integration: an invalid mm config or backbone argument is the core's
+``ConfigError`` (a ValueError, as mmdet's backbones raise)."""
+from ..core.errors import ConfigError
 
-
-class ConfigError(CydasError, ValueError):
-    """An mm config (or a backbone argument in it) is invalid: a ValueError, as mmdet's backbones raise."""
+__all__ = ["ConfigError"]
