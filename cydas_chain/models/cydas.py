@@ -94,8 +94,8 @@ def _cfg(**kwargs) -> dict:
 
 
 default_cfgs = generate_default_cfgs({
-    "cydas_a.in1k": _cfg(paper_ids="arXiv:2005.10511", origin_url="https://github.com/microsoft/Cream"),
-    "cydas_b.in1k": _cfg(paper_ids="arXiv:2005.10511", origin_url="https://github.com/microsoft/Cream"),
+    "cydas_a.in1k": _cfg(paper_ids="arXiv:2006.10724", origin_url="https://github.com/microsoft/Cream"),
+    "cydas_b.in1k": _cfg(paper_ids="arXiv:2006.10724", origin_url="https://github.com/microsoft/Cream"),
     "cydas_chain": _cfg(),
 })
 
