@@ -40,7 +40,7 @@ def chain_model_kwargs(arch: ChainArch, head_width: Optional[int] = None, **kwar
     """
     kwargs.setdefault("drop_rate", 0.2)
     kwargs.setdefault("drop_path_rate", 0.2)
-    arch_def = arch.arch_def()
+    arch_def = list(arch.arch_def())
     if head_width is not None:
         if isinstance(head_width, bool) or not isinstance(head_width, int) or head_width < 1:
             raise ArchError(f"head_width must be a positive int (960, or 320 as the official segmentation "
