@@ -16,7 +16,7 @@ _base_ = [
 custom_imports = dict(imports=['cydas_chain.mm.mmdet_backbone'], allow_failed_imports=False)
 
 arch = 'cydas_b'  # or the path of an arch.json written by tools/search_chain.py
-pretrained = f'checkpoints/{arch}_in1k.pth'  # ImageNet weights of the same arch (tools/train_cls.py)
+pretrained = f'checkpoints/{arch}_in1k.pth'  # ImageNet weights of the same arch (tools/convert_official.py or tools/train_cls.py)
 
 model = dict(
     backbone=dict(

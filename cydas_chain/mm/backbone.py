@@ -6,7 +6,8 @@ checkpoint of the same architecture loads key for key.  This module needs only m
 ``mmdet_backbone`` and ``mmseg_backbone`` register it with each library.
 
 The five feature levels (``out_indices`` 0..4) are the outputs of the stages at reductions
-2, 4, 8, 16, 32 with 16, 24, 40, 96 and 960 channels (the last level is after the 1x1 head conv).
+2, 4, 8, 16, 32 with 16, 24, 40, 96 and 960 channels (the last level is after the 1x1 head conv;
+``head_width=320`` makes it 320 wide, as in the official segmentation code's backbone).
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ class CyDAS(BaseModule):
             ``BatchNormAct2d`` (torch's conversion, and mmengine's revert to BN, would drop it);
             outside a distributed run SyncBN means BN, as mmengine's Runner does.
         output_stride: 32, or 16 / 8 to dilate the later stages (as mmseg's dilated backbones).
+        head_width: channels of the 1x1 conv after the last stage (the last level): 960 as the
+            classification networks, or 320 as the backbone of the official CyDAS segmentation
+            code, whose weights then load unchanged (``tools/convert_official.py --head-width 320``).
         drop_path_rate: stochastic depth of the blocks (0 by default for dense tasks).
         with_cp: gradient checkpointing of each block (less memory, slower).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH, prefix=None)`` loads a timm
@@ -58,6 +62,7 @@ class CyDAS(BaseModule):
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
                  output_stride: int = 32,
+                 head_width: int = 960,
                  drop_path_rate: float = 0.0,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
@@ -78,7 +83,8 @@ class CyDAS(BaseModule):
         self.arch = resolve_arch(arch)  # ArchError (a ValueError) for an unknown name or a bad file
 
         net = create_chain_model("cydas_chain", self.arch, features_only=True, out_indices=self.out_indices,
-                                 drop_path_rate=drop_path_rate, output_stride=output_stride)
+                                 drop_path_rate=drop_path_rate, output_stride=output_stride,
+                                 head_width=head_width)
         if norm_type == "SyncBN":
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 net = convert_sync_batchnorm(net)

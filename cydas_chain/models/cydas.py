@@ -6,7 +6,9 @@ feature extraction, pretrained loading and every timm tool apply unchanged.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
+from typing import Optional
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models._efficientnet_builder import resolve_act_layer
@@ -20,7 +22,7 @@ from timm.models.mobilenetv3 import MobileNetV3, MobileNetV3Features
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint
-from ..core.errors import CheckpointError
+from ..core.errors import ArchError, CheckpointError
 from .chain_arch import LAYOUT, PUBLISHED, ArchLike, ChainArch, ChainSpace, resolve_arch
 
 __all__ = ["create_chain_model", "chain_model_kwargs", "build_block", "SE_LAYER"]
@@ -31,12 +33,22 @@ SE_LAYER = partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.
                    rd_round_fn=round_channels)
 
 
-def chain_model_kwargs(arch: ChainArch, **kwargs) -> dict:
-    """Keyword arguments of timm's ``MobileNetV3`` for ``arch`` (training defaults included)."""
+def chain_model_kwargs(arch: ChainArch, head_width: Optional[int] = None, **kwargs) -> dict:
+    """Keyword arguments of timm's ``MobileNetV3`` for ``arch`` (training defaults included).
+
+    ``head_width`` replaces the width of the 1x1 conv after the last stage (960): the official
+    segmentation code's backbone has 320 there.
+    """
     kwargs.setdefault("drop_rate", 0.2)
     kwargs.setdefault("drop_path_rate", 0.2)
+    arch_def = list(arch.arch_def())
+    if head_width is not None:
+        if isinstance(head_width, bool) or not isinstance(head_width, int) or head_width < 1:
+            raise ArchError(f"head_width must be a positive int (960, or 320 as the official segmentation "
+                            f"backbone), got {head_width!r}")
+        arch_def[-1] = [replace(LAYOUT, head_width=head_width).head_block()]
     return dict(
-        block_args=decode_arch_def(arch.arch_def()),
+        block_args=decode_arch_def(arch_def),
         num_features=LAYOUT.num_features,
         stem_size=LAYOUT.stem_width,
         head_bias=True,

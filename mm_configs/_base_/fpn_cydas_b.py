@@ -6,7 +6,7 @@ _base_ = ['mmseg::_base_/models/fpn_r50.py']
 custom_imports = dict(imports=['cydas_chain.mm.mmseg_backbone'], allow_failed_imports=False)
 
 arch = 'cydas_b'  # or the path of an arch.json written by tools/search_chain.py
-pretrained = f'checkpoints/{arch}_in1k.pth'  # ImageNet weights of the same arch (tools/train_cls.py)
+pretrained = f'checkpoints/{arch}_in1k.pth'  # ImageNet weights of the same arch (tools/convert_official.py or tools/train_cls.py)
 norm_cfg = dict(type='SyncBN', requires_grad=True)  # plain BN when the run is not distributed
 
 model = dict(
