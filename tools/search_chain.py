@@ -41,9 +41,10 @@ from cydas_chain.core.cli import run_tool  # noqa: E402
 from cydas_chain.core.errors import CydasError  # noqa: E402
 
 REAL_DEFAULTS = dict(epochs=120, batch_size=1024, img_size=224, eval_interval=100, val_subset=5000,
-                     workers=min(8, os.cpu_count() or 1), save_interval=1000)
+                     workers=min(8, os.cpu_count() or 1), save_interval=1000, population=50, generations=20,
+                     parents=10)
 EMBEDDED_DEFAULTS = dict(epochs=10, batch_size=64, lr=0.1, img_size=32, eval_interval=4, val_subset=359,
-                         workers=0, save_interval=50)
+                         workers=0, save_interval=50, population=16, generations=6, parents=4)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "which trains in hundreds of steps; independent: one block per op, the paper's SPOS "
                         "(default: entangled)")
     g.add_argument("--slots", default="4,4,5,4,4", help="layer slots of each searched stage (default: %(default)s)")
+    g = p.add_argument_group("final choice (after supernet training)")
+    g.add_argument("--final", choices=("teacher", "evolution"), default="teacher",
+                   help="teacher: the last teacher becomes arch.json (the paper); evolution: an evolutionary search "
+                        "on the trained supernet within the budget, scoring each path after BN recalibration, and "
+                        "its best becomes arch.json (SPOS / OFA practice; writes evolution.json) (default: teacher)")
+    g.add_argument("--population", type=int, default=None, help="evolution: paths a generation (50 | 16)")
+    g.add_argument("--generations", type=int, default=None, help="evolution: generations (20 | 6)")
+    g.add_argument("--parents", type=int, default=None, help="evolution: best paths kept as parents (10 | 4)")
+    g.add_argument("--mutation-prob", type=float, default=0.1,
+                   help="evolution: chance of redrawing each choice of a mutated parent (default: 0.1)")
+    g.add_argument("--crossover-share", type=float, default=0.5,
+                   help="evolution: share of a generation made by crossover, the rest by mutation (default: 0.5)")
+    g.add_argument("--calib-batches", type=int, default=20,
+                   help="training batches that recalibrate BN before a path is scored by the evolution (default: 20)")
     g.add_argument("--board-size", type=int, default=1,
                    help="1: the paper's single teacher; K > 1: keep the K best paths (Cream's prioritized "
                         "board), distil from the best (default: 1)")
@@ -106,10 +121,10 @@ def transforms(img_size: int, embedded: bool):
     from torchvision import transforms as T
 
     norm = [T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)]
-    if embedded:  # 8x8 digits on black: upscale, shift by up to 1/8; no flips (a flipped digit is another)
-        resize = T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR)
-        return (T.Compose([resize, T.RandomCrop(img_size, padding=img_size // 8), *norm]),
-                T.Compose([resize, *norm]))
+    if embedded:  # 8x8 digits: upscaled, no augmentation (measured: a random shift halves what a
+        # 200-step search learns on them; docs/chain.md), no flips (a flipped digit is another)
+        resize = T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR), *norm])
+        return resize, resize
     return (T.Compose([T.RandomResizedCrop(img_size), T.RandomHorizontalFlip(), *norm]),
             T.Compose([T.Resize(int(round(img_size / 0.875))), T.CenterCrop(img_size), *norm]))
 
@@ -139,6 +154,7 @@ def main(argv=None) -> int:
     from cydas_chain.core import data as cdata
     from cydas_chain.core.distributed import barrier, cleanup, init_distributed, is_main_process
     from cydas_chain.core.logging import get_logger
+    from cydas_chain.chain.evolution import EvolutionConfig
     from cydas_chain.chain.searcher import ChainSearch, SearchConfig
 
     dist = init_distributed(args.device)
@@ -171,7 +187,11 @@ def main(argv=None) -> int:
         warmup_epochs=args.warmup_epochs, lr_warmup_epochs=args.lr_warmup_epochs, batch_size=args.batch_size, img_size=args.img_size, cost_size=args.cost_size, lr=args.lr,
         distill_weight=args.distill_weight, temperature=args.temperature, eval_interval=args.eval_interval,
         val_subset=args.val_subset, replace_test=args.replace_test, replace_alpha=args.replace_alpha,
-        slots=slots, weight_sharing=args.weight_sharing, seed=args.seed, amp=amp, world_size=dist.world_size)
+        slots=slots, weight_sharing=args.weight_sharing, final=args.final, calib_batches=args.calib_batches,
+        evolution=dict(population=args.population, generations=args.generations, parents=args.parents,
+                       mutation_prob=args.mutation_prob, crossover_share=args.crossover_share),
+        seed=args.seed, amp=amp, world_size=dist.world_size)
+    EvolutionConfig(**cfg.evolution)  # check the evolution settings before the search, not after it
     log = get_logger("cydas.search_chain", out)
     log.info("data: %s, %d classes, %d train / %d val images; device %s x %d", data_desc, len(classes),
              len(train_set), len(val_set), dist.device, dist.world_size)

@@ -45,9 +45,10 @@ from ..core.logging import MetricWriter, progress
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
 from .board import Board, Entry, ReplacementRule, mcnemar_p
+from .evolution import Evolution, EvolutionConfig
 from .cost import CostTable, build_cost_table, measure_latency_table
 from .sampler import Limit, PathSampler
-from .supernet import ChainSupernet
+from .supernet import ChainSupernet, extract_child
 
 CHECKPOINT_KIND = "cydas_chain/chain_search"
 
@@ -79,6 +80,9 @@ class SearchConfig:
     seed: int = 0
     slots: Tuple[int, ...] = DEFAULT_SLOTS  # layer slots of each searched stage (the space)
     weight_sharing: str = "entangled"  # or "independent" (the paper's SPOS); see supernet.py
+    final: str = "teacher"  # what becomes arch.json: the last teacher (the paper) or the evolution's best
+    evolution: Optional[dict] = None  # EvolutionConfig fields (None: its defaults), used with final="evolution"
+    calib_batches: int = 20  # training batches that recalibrate BN before a recalibrated score
     amp: bool = False
     world_size: int = 1
 
@@ -246,6 +250,60 @@ class ChainSearch:
         correct = all_reduce_sum(self.correct(paths).sum(1).float())
         return (correct / self.val_count * 100).tolist()
 
+    # ---- scores after BN recalibration (evolution, benchmarks) ----------------------------------
+    def _calibration_batches(self) -> List[torch.Tensor]:
+        """Fixed training batches (the same on every rank, so every rank recalibrates alike)."""
+        if getattr(self, "_calib", None) is None:
+            n = min(self.cfg.calib_batches * self.local_batch, len(self.train_set))
+            idx = np.random.default_rng([self.cfg.seed, 13]).permutation(len(self.train_set))[:n]
+            loader = DataLoader(torch.utils.data.Subset(self.train_set, idx.tolist()), batch_size=self.local_batch,
+                                num_workers=self.workers)
+            self._calib = [x.to(self.device) for x, _ in loader]
+        return self._calib
+
+    @torch.no_grad()
+    def recalibrated_correct(self, paths: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Like :meth:`correct`, but each path runs as its standalone child network in eval mode, with BN
+        statistics recomputed on the calibration batches (SPOS's "BN recalibration"): the score of
+        the network as it would be deployed with the supernet's weights."""
+        from torch.nn.modules.batchnorm import _BatchNorm
+
+        out = []
+        for p in paths:
+            child = extract_child(self.supernet, p)
+            for m in child.modules():
+                if isinstance(m, _BatchNorm):
+                    m.reset_running_stats()
+                    m.momentum = None  # a cumulative average over the calibration batches
+            child.train()
+            with self._autocast():
+                for x in self._calibration_batches():
+                    child(x)
+                child.eval()
+                out.append(torch.cat([child(x).argmax(1) == y for x, y in self.val_batches]))
+        return torch.stack(out)
+
+    def recalibrated_score(self, paths: Sequence[Sequence[int]]) -> List[float]:
+        """Top-1 accuracy (%) of each path's child network after BN recalibration."""
+        if not len(paths):
+            return []
+        correct = all_reduce_sum(self.recalibrated_correct(paths).sum(1).float())
+        return (correct / self.val_count * 100).tolist()
+
+    def evolve(self, cfg: Optional[EvolutionConfig] = None) -> dict:
+        """Evolutionary search on the trained supernet within the budget (:mod:`.evolution`)."""
+        cfg = cfg or EvolutionConfig(**(self.cfg.evolution or {}), seed=self.cfg.seed)
+        evolution = Evolution(self.sampler, cfg)
+        bar = progress(total=cfg.generations, desc="evolution", unit="gen")
+
+        def log(msg):
+            bar.update(1)
+            self.log.info(msg)
+
+        result = evolution.run(self.recalibrated_score, log)
+        bar.close()
+        return result
+
     def evaluate(self, path: Sequence[int]) -> dict:
         """Score the sampled path and the board with the same weights, on the same images; apply the rule."""
         board_paths = self.board.paths()
@@ -380,36 +438,52 @@ class ChainSearch:
 
     # ---- outputs ------------------------------------------------------------------------------
     def finish(self) -> dict:
-        """Write arch.json, teacher_history.json, evaluations.csv and search.png (main process)."""
+        """Write arch.json, teacher_history.json, evaluations.csv, search.png and, with
+        ``final="evolution"``, evolution.json (the evolution runs on every rank; files on the main one)."""
         teacher = self.board.teacher
+        evolution = None
+        if self.cfg.final == "evolution":
+            evolution = self.evolve()
+            teacher_recalibrated = self.recalibrated_score([teacher.path])[0]
         if not is_main_process():
             return {}
         from ..core.flops import count_macs
 
-        arch = self.space.arch(teacher.path)
+        if evolution is None:
+            path, score = teacher.path, teacher.score
+            metric = f"top-1 % on the {self.val_count}-image validation subset, supernet weights, batch-statistics BN"
+        else:
+            path, score = tuple(evolution["top"][0]["path"]), evolution["top"][0]["score"]
+            metric = (f"top-1 % on the {self.val_count}-image validation subset, supernet weights, BN recalibrated "
+                      f"on {self.cfg.calib_batches} training batches")
+            evolution["teacher"] = {"path": list(teacher.path), "score": teacher.score,
+                                    "recalibrated_score": teacher_recalibrated, "macs": teacher.macs}
+            text = _dumps(evolution)
+            atomic_write(self.out / "evolution.json", lambda f: f.write(text))
+        macs = int(self.table.path_macs(path))
+        arch = self.space.arch(path)
         cost = count_macs(create_chain_model("cydas_chain", arch, num_classes=len(self.classes)),
                           self.cfg.cost_size)
         info = {**arch.to_dict(), "params": cost.params, "fvcore_macs": cost.fvcore_macs,
                 "thop_macs": cost.thop_macs, "input_size": self.cfg.cost_size, "num_classes": len(self.classes),
-                "score": teacher.score,
-                "score_metric": f"top-1 % on the {self.val_count}-image validation subset, supernet weights",
-                "chance": 100.0 / len(self.classes),
-                "budget": {"max_macs": self.cfg.max_macs, "teacher_macs": teacher.macs,
-                           "used": round(teacher.macs / self.cfg.max_macs, 4)},
+                "score": score, "score_metric": metric, "chance": 100.0 / len(self.classes), "chosen_by": self.cfg.final,
+                "budget": {"max_macs": self.cfg.max_macs, "macs": macs, "used": round(macs / self.cfg.max_macs, 4)},
+                "teacher": {"path": list(teacher.path), "score": teacher.score, "macs": teacher.macs},
                 "search": {**self.cfg.as_dict(), "steps": self.total_steps, "data": self.data_desc}}
         if self.latency is not None:
-            info["latency_ms_estimate"] = float(self.latency.values(np.asarray([teacher.path]))[0])
+            info["latency_ms_estimate"] = float(self.latency.values(np.asarray([path]))[0])
         text, hist = _dumps(info), _dumps(self.board.history)
         atomic_write(self.out / "arch.json", lambda f: f.write(text))
         atomic_write(self.out / "teacher_history.json", lambda f: f.write(hist))
         self._write_evaluations()
         from .plot import plot_search
         plot_search(self.board.history, self.evaluations, self.cfg, self.out / "search.png")
-        self.log.info("searched architecture (%s): %s | %.1fM MACs (fvcore; %.0f%% of the %.0fM budget), %.1fM "
-                      "(thop), %.3fM params", self.out / "arch.json", arch, cost.fvcore_macs / 1e6,
-                      100 * teacher.macs / self.cfg.max_macs, self.cfg.max_macs / 1e6, cost.thop_macs / 1e6,
+        self.log.info("searched architecture (%s, the %s): %s | %.1fM MACs (fvcore; %.0f%% of the %.0fM budget), "
+                      "%.1fM (thop), %.3fM params", self.out / "arch.json",
+                      "last teacher" if evolution is None else "evolution's best", arch, cost.fvcore_macs / 1e6,
+                      100 * macs / self.cfg.max_macs, self.cfg.max_macs / 1e6, cost.thop_macs / 1e6,
                       cost.params / 1e6)
-        self.log.info("final score: %.1f%% top-1 on the %d validation images (chance %.1f%%)", teacher.score,
+        self.log.info("final score: %.1f%% top-1 on the %d validation images (chance %.1f%%)", score,
                       self.val_count, 100.0 / len(self.classes))
         return info
 
