@@ -158,3 +158,17 @@ def test_pretrain_epochs_train_ws_only():
     assert not torch.equal(ws0, s.search_net.classifier.weight)
     s.run()
     assert s.epoch == 2 and not torch.equal(alpha0, s.search_net.alpha_normal) and s.eval_net is not None
+
+
+@pytest.mark.parametrize("update_every", [1, 2, 3, 5])
+def test_update_every_counts_from_the_first_search_step(update_every):
+    """S_U in steps, dividing the 2 pre-training steps or not: the first search step always finds an
+    evaluation network, and discretizations fall every S_U steps from there, across epochs."""
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(epochs=2, pretrain_epochs=1, update_every=update_every, eval_steps=1), data, data)
+    n = s.steps_per_epoch()
+    assert n == 2
+    s.run()
+    assert s.epoch == 3 and s.eval_net is not None
+    steps = [h["step"] for h in s.genotype_history]
+    assert steps == list(range(n, 3 * n, update_every))  # search steps 2, 3 (epoch 2) and 4, 5 (epoch 3)

@@ -309,6 +309,7 @@ class CyclicSearcher:
         update_every = cfg.update_every or n_steps
         eval_steps = cfg.eval_steps or n_steps
         searching = epoch >= cfg.pretrain_epochs
+        search_start = cfg.pretrain_epochs * n_steps  # S_U counts from the first search step
         l1_w = l1_weight_at(epoch - cfg.pretrain_epochs, cfg) if searching else 0.0
         train_it = iter(self._loader(self.train_set, cfg.seed, epoch))
         val_it = iter(self._loader(self.val_set, cfg.seed + 1, epoch))
@@ -318,7 +319,8 @@ class CyclicSearcher:
         eval_phase_losses = []
         bar = progress(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.total_epochs}", unit="step")
         for _ in bar:
-            if searching and cfg.cyclic and self.global_step % update_every == 0:
+            if searching and cfg.cyclic and (self.eval_net is None
+                                             or (self.global_step - search_start) % update_every == 0):
                 genotype = self.search_net.genotype()
                 changed = self.regenerate(genotype)
                 self._record_genotype(genotype, changed)
