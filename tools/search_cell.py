@@ -13,8 +13,13 @@ normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.t
 
 Without --data the search runs on a small synthetic 10-class "shapes" set with a tiny network
 (preset 'tiny'): it shows the tool working end to end, it is not a search result.  With --data the
-paper's setting of the dataset is the default (preset cifar / imagenet / nb201); every option below
-overrides its preset value.
+paper's setting of the dataset is the default (preset cifar / imagenet / nb201; docs/darts.md lists
+every value with its source); every option below overrides its preset value.
+
+--batch-size is the total batch over all processes (torchrun --nproc_per_node W: each process loads
+batch / W images a step and the gradients are averaged), as in tools/search_chain.py.  The learning
+rate follows the total batch: a preset's rate belongs to its batch (CIFAR 0.1 per 64 images, ImageNet
+0.8 per 1024) and is scaled linearly when --batch-size changes the batch; --lr sets it outright.
 """
 import argparse
 import json
@@ -41,16 +46,28 @@ def parse_args(argv=None):
                    help="default settings (default: tiny without --data, else the dataset's/space's paper setting)")
     p.add_argument("--epochs", type=int, help="search epochs, after the pretraining ones (paper: 30; NB201: 50)")
     p.add_argument("--pretrain-epochs", type=int, help="epochs training w_S only (paper ImageNet: 10)")
-    p.add_argument("--batch-size", type=int, help="batch size per process (paper: CIFAR 64, ImageNet 1024)")
-    p.add_argument("--lr", type=float, help="SGD learning rate of w_S and w_E (paper: CIFAR 0.1, ImageNet 0.8)")
+    p.add_argument("--batch-size", type=int,
+                   help="total batch over all processes (paper: CIFAR 64, ImageNet 1024)")
+    p.add_argument("--lr", type=float, help="SGD learning rate of w_S and w_E for the total batch "
+                                            "(default: the preset's, scaled linearly with --batch-size; "
+                                            "paper: CIFAR 0.1 at 64, ImageNet 0.8 at 1024)")
     p.add_argument("--weight-decay", type=float, help="SGD weight decay (paper: CIFAR 3e-4, ImageNet 3e-5)")
     p.add_argument("--channels", type=int, help="search network channels (paper: 16)")
     p.add_argument("--layers", type=int, help="search cells (DARTS: 8) or cells a stage (NB201: 5)")
     p.add_argument("--eval-channels", type=int, help="evaluation network channels (CIFAR 36, ImageNet 48)")
     p.add_argument("--eval-layers", type=int, help="evaluation network cells (CIFAR 20, ImageNet 14)")
     p.add_argument("--update-every", type=int, help="S_U: steps between discretizations (default: one epoch)")
-    p.add_argument("--eval-steps", type=int, help="S_E: evaluation-network steps after each (default: one epoch)")
+    p.add_argument("--eval-steps", type=int, help="S_E in steps: evaluation-network steps after each "
+                                                  "(default: --eval-epochs epochs)")
+    p.add_argument("--eval-epochs", type=int, help="S_E in epochs, when --eval-steps is not given "
+                                                   "(paper: CIFAR 1, ImageNet 3)")
+    p.add_argument("--arch-weight-decay", type=float,
+                   help="Adam weight decay of the joint alpha / w_E step (paper: CIFAR 3e-4, ImageNet 3e-5)")
     p.add_argument("--distill-weight", type=float, help="lambda of the distillation term (paper: 4)")
+    p.add_argument("--distill-reduction", choices=("released", "batchmean"),
+                   help="scale of the distillation KL that lambda multiplies: 'released' = the released code's "
+                        "element-wise mean (default; what the published lambda was tuned with), 'batchmean' = "
+                        "per-sample KL summed over the 3 stages (3 x classes times larger)")
     p.add_argument("--l1-weight", type=float, help="initial lambda' of the skip L1 term (paper: 5; NB201: unused)")
     p.add_argument("--first-order-darts", action="store_true",
                    help="switch the evaluation network and distillation off (first-order DARTS baseline)")
@@ -71,6 +88,7 @@ def build_config(args, num_classes: int):
                              "nb201" if args.space == "nb201" else
                              "imagenet" if args.dataset == "imagenet" else "cifar")
     values = dict(PRESETS[preset])
+    preset_batch, preset_lr = values["batch_size"], values["w_lr"]
     if args.space == "nb201":
         values.update(space="nb201", stem="cifar")
         if preset == "tiny":
@@ -79,14 +97,22 @@ def build_config(args, num_classes: int):
     overrides = dict(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
                      w_lr=args.lr, w_weight_decay=args.weight_decay, c=args.channels, layers=args.layers,
                      eval_c=args.eval_channels, eval_layers=args.eval_layers, update_every=args.update_every,
-                     eval_steps=args.eval_steps, distill_weight=args.distill_weight, l1_weight=args.l1_weight)
+                     eval_steps=args.eval_steps, eval_epochs=args.eval_epochs,
+                     arch_weight_decay=args.arch_weight_decay, distill_weight=args.distill_weight,
+                     distill_reduction=args.distill_reduction, l1_weight=args.l1_weight)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.lr is None:  # the preset's rate belongs to the preset's total batch: linear scaling
+        values["w_lr"] = preset_lr * values["batch_size"] / preset_batch
     if args.space == "nb201" and args.eval_layers is None and args.layers is not None:
         values["eval_layers"] = values["layers"]
     values.update(num_classes=num_classes, seed=args.seed, cyclic=not args.first_order_darts)
     cfg = SearchConfig(**values)
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise CydasError("--epochs and --batch-size must be at least 1")
+    for name, v in (("--update-every", cfg.update_every), ("--eval-steps", cfg.eval_steps),
+                    ("--eval-epochs", cfg.eval_epochs), ("--pretrain-epochs", cfg.pretrain_epochs)):
+        if v < 0 or (name == "--eval-epochs" and v < 1):
+            raise CydasError(f"{name} must be {'at least 1' if name == '--eval-epochs' else '0 or more'}, got {v}")
     return cfg, preset
 
 
@@ -134,11 +160,13 @@ def main(argv=None) -> int:
         cfg, preset = build_config(args, len(classes))
         log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
         log.info("data: %s", desc)
-        log.info("preset %s, device %s, %d process(es): %s", preset, dist.device, dist.world_size, asdict(cfg))
+        log.info("preset %s, device %s, %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
+                 preset, dist.device, dist.world_size, cfg.batch_size // dist.world_size, cfg.batch_size,
+                 cfg.w_lr, asdict(cfg))
         searcher = CyclicSearcher(cfg, train, val, dist.device, num_workers=args.workers)
         if searcher.steps_per_epoch() < 1:
-            raise CydasError(f"a batch of {cfg.batch_size} x {dist.world_size} process(es) is larger than "
-                             f"the split ({min(len(train), len(val))} images): lower --batch-size")
+            raise CydasError(f"the total batch of {cfg.batch_size} is larger than the split "
+                             f"({min(len(train), len(val))} images): lower --batch-size")
         metrics = MetricWriter(args.out)
         if args.resume:
             searcher.resume(ckpt)
