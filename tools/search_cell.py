@@ -4,12 +4,15 @@
 Examples:
   python tools/search_cell.py                                   # embedded synthetic data, tiny, ~minutes on CPU
   python tools/search_cell.py --dataset cifar10 --data ~/data/cifar10       # the paper's CIFAR-10 setting
-  python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10
+  python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10 \
+      --nb201-api NAS-Bench-201-v1_1-096897.pth       # + the found cell's benchmark accuracies
   torchrun --standalone --nproc_per_node 8 tools/search_cell.py --dataset imagenet --data ~/data/imagenet
   python tools/search_cell.py --out runs/search_cell --resume   # continue a killed search
 
 Writes to --out: genotype.json (the final cell), genotype_history.json, alpha_history.json,
 normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.txt, checkpoint.pt.
+With --nb201-api, genotype.json and every entry of genotype_history.json also hold the cell's
+NAS-Bench-201 accuracies ("nas_bench_201"), and metrics.csv and the log show them after every epoch.
 
 Without --data the search runs on a small synthetic 10-class "shapes" set with a tiny network
 (preset 'tiny'): it shows the tool working end to end, it is not a search result.  With --data the
@@ -75,6 +78,10 @@ def parse_args(argv=None):
     p.add_argument("--subset-fraction", type=float,
                    help="share of every class used before the half/half split "
                         "(default: imagenet 0.2, i.e. 10%% + 10%% as in the paper; otherwise 1)")
+    p.add_argument("--nb201-api", type=Path, default=None,
+                   help="NAS-Bench-201 API file (.pth) or NATS-Bench topology file/folder you have "
+                        "(--space nb201): report the found cell's CIFAR-10 / CIFAR-100 / ImageNet16-120 "
+                        "accuracies after every epoch and in the result files (see tools/nb201_lookup.py)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default: 0)")
@@ -116,7 +123,26 @@ def build_config(args, num_classes: int):
     return cfg, preset
 
 
-def write_outputs(out: Path, searcher) -> None:
+class BenchLookup:
+    """NAS-Bench-201 accuracies of the cells a search finds (cached: the search revisits cells)."""
+
+    def __init__(self, path: Path):
+        from cydas_chain.darts.nb201_bench import NB201Bench
+        self.bench, self.cache = NB201Bench(path), {}
+
+    def __call__(self, arch_str: str):
+        """The cell's accuracies, or None (with a warning) when the file lacks it."""
+        from cydas_chain.core.errors import DataError
+        if arch_str not in self.cache:
+            try:
+                self.cache[arch_str] = self.bench.lookup(arch_str)
+            except DataError as e:  # a partial file must not stop a search
+                print(f"warning: {e}", file=sys.stderr)
+                self.cache[arch_str] = None
+        return self.cache[arch_str]
+
+
+def write_outputs(out: Path, searcher, bench=None) -> None:
     from cydas_chain.core.checkpoint import atomic_write
     from cydas_chain.darts.nb201 import NB201_EDGES
     from cydas_chain.darts.plot import draw_darts_cell, draw_nb201_cell
@@ -125,8 +151,12 @@ def write_outputs(out: Path, searcher) -> None:
         atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
     genotype = searcher.search_net.genotype()
-    write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch})
-    write_json("genotype_history.json", searcher.genotype_history)
+    extra, history = {}, searcher.genotype_history
+    if bench is not None:
+        extra["nas_bench_201"] = bench(genotype.arch_str())
+        history = [{**h, "nas_bench_201": bench(h["genotype"]["arch_str"])} for h in history]
+    write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
+    write_json("genotype_history.json", history)
     write_json("alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
                                       for h in searcher.alpha_history])
     if searcher.cfg.space == "nb201":
@@ -149,8 +179,14 @@ def main(argv=None) -> int:
         raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
     if not args.resume and ckpt.exists():
         raise CydasError(f"{args.out} already holds a search; pass --resume to continue it or choose another --out")
+    if args.nb201_api is not None and args.space != "nb201":
+        raise CydasError("--nb201-api needs --space nb201")
     dist = init_distributed(args.device)
     try:
+        # the benchmark file is read once, before the search, by the process that writes the results
+        bench = BenchLookup(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
+        if bench is not None:
+            log_bench = f"NAS-Bench-201: {len(bench.bench)} cells in {args.nb201_api} ({bench.bench.source})"
         image_size = args.image_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
@@ -160,6 +196,8 @@ def main(argv=None) -> int:
         cfg, preset = build_config(args, len(classes))
         log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
         log.info("data: %s", desc)
+        if bench is not None:
+            log.info(log_bench)
         log.info("preset %s, device %s, %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
                  preset, dist.device, dist.world_size, cfg.batch_size // dist.world_size, cfg.batch_size,
                  cfg.w_lr, asdict(cfg))
@@ -174,17 +212,24 @@ def main(argv=None) -> int:
             log.info("resumed at epoch %d (step %d)", searcher.epoch, searcher.global_step)
 
         def on_epoch(epoch, m):
+            from cydas_chain.darts.nb201_bench import BENCH_DATASETS, format_accuracies
+            g = searcher.search_net.genotype()
+            found = bench(g.arch_str()) if bench is not None else None
+            if found is not None:  # the cell of this cycle, as the benchmark knows it
+                m = dict(m, **{f"nb201_{name}_{kind}": found[name][kind] for name in BENCH_DATASETS
+                               for kind in ("valid", "test") if found[name][kind] is not None})
             metrics.write(epoch, m)
             if is_main_process():
-                write_outputs(args.out, searcher)
-            g = searcher.search_net.genotype()
+                write_outputs(args.out, searcher, bench)
             log.info("epoch %d/%d %s | genotype %s", epoch, cfg.total_epochs,
                      " ".join(f"{k}={v:.4g}" for k, v in m.items()), g)
+            if found is not None:
+                log.info("NAS-Bench-201 cell %d, test accuracy: %s", found["index"], format_accuracies(found))
 
         searcher.run(checkpoint=ckpt, on_epoch=on_epoch)
         metrics.close()
         if is_main_process():
-            write_outputs(args.out, searcher)
+            write_outputs(args.out, searcher, bench)
             log.info("final genotype written to %s", args.out / "genotype.json")
     finally:
         cleanup()
