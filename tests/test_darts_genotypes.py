@@ -73,3 +73,41 @@ def test_malformed_files(tmp_path, content, message):
 def test_unknown_name():
     with pytest.raises(ArchError, match="unknown genotype 'dartsv3'.*dartsv2"):
         resolve_genotype("dartsv3")
+
+
+@pytest.mark.parametrize("name, kind", [("cydas_cifar", "normal"), ("cydas_cifar", "reduce"), ("dartsv2", "reduce")])
+def test_cell_picture_is_readable(name, kind):
+    """Node names typeset and inside their circles; every op label on its own drawn edge, in view;
+    inputs left, intermediate nodes in order, output right."""
+    import math
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from cydas_chain.darts.plot import darts_cell_graph, layout_dag
+
+    edges, concat = published(name).cell(kind == "reduce")
+    nodes, dag, labels, kinds = darts_cell_graph(edges, concat)
+    xs = {n: x for n, (x, _) in nodes.items()}
+    assert xs["c_{k-2}"] == xs["c_{k-1}"] < xs["0"] < xs["1"] < xs["2"] < xs["3"] < xs["c_{k}"]
+    fig, ax, node_texts, edge_items = layout_dag(nodes, dag, labels, kinds)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    to_display = ax.transData.transform
+    for n, text in node_texts.items():
+        assert text.get_text() == (f"${n}$" if n.startswith("c_") else n)
+        box = text.get_window_extent(renderer)
+        center = to_display(nodes[n])
+        radius = to_display((nodes[n][0] + 0.42, nodes[n][1]))[0] - center[0]
+        corners = [(box.x0, box.y0), (box.x0, box.y1), (box.x1, box.y0), (box.x1, box.y1)]
+        assert all(math.dist(c, center) < radius for c in corners), n  # the name fits in its circle
+    (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
+    labelled = [(arrow, text, mid) for arrow, text, mid in edge_items if text is not None]
+    assert len(labelled) == len(edges)
+    for arrow, text, mid in labelled:
+        assert x_lo < mid[0] < x_hi and y_lo < mid[1] < y_hi
+        # the label's centre lies on the edge matplotlib drew (its flattened path, data units)
+        ts = np.linspace(0, 1, 400)
+        points = np.concatenate([segment.point_at_t(ts) for segment, _ in arrow.get_path().iter_bezier()])
+        assert np.hypot(*(points - mid).T).min() < 0.03, text.get_text()
+    plt.close(fig)

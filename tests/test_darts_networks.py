@@ -95,3 +95,81 @@ def test_weight_inheritance_across_genotype_change():
     assert not any("n3_in2_dil_conv_3x3" in k for k in new.state_dict())
     # the new edge keeps its fresh initialisation
     assert not torch.equal(new.state_dict()[fresh], torch.zeros_like(new.state_dict()[fresh]))
+
+
+# ---- timm's model contract (as the chain models honour it) -----------------------------------------
+SMALL = dict(genotype="dartsv2", c=8, layers=5)
+
+
+@pytest.mark.parametrize("name, size, reductions", [("cydas_darts_cifar", 32, [1, 2, 4]),
+                                                    ("cydas_darts_imagenet", 64, [2, 4, 8, 16, 32])])
+def test_timm_contract(name, size, reductions):
+    from timm.data import resolve_data_config
+    model = timm.create_model(name, num_classes=7, **SMALL).eval()
+    cfg = model.pretrained_cfg
+    assert cfg["classifier"] == "classifier" and model.get_classifier() is model.classifier
+    assert isinstance(model.get_submodule(cfg["first_conv"]), torch.nn.Conv2d)
+    data_cfg = resolve_data_config({}, model=model)
+    assert data_cfg["input_size"] == cfg["input_size"]
+    x = torch.randn(2, 3, size, size)
+    feats = model.forward_features(x)
+    assert feats.shape[1] == model.num_features == model.head_hidden_size
+    assert size // feats.shape[-1] == reductions[-1]
+    pre = model.forward_head(feats, pre_logits=True)
+    assert pre.shape == (2, model.num_features)
+    torch.testing.assert_close(model.forward_head(feats), model(x))
+    # forward_intermediates: one level per resolution, the last the final features
+    final, levels = model.forward_intermediates(x)
+    torch.testing.assert_close(final, feats)
+    assert [size // h.shape[-1] for h in levels] == reductions == model_reductions(model)
+    assert [h.shape[1] for h in levels] == [f["num_chs"] for f in model.feature_info]
+    torch.testing.assert_close(levels[-1], feats)
+    only = model.forward_intermediates(x, indices=[1], intermediates_only=True, stop_early=True)
+    assert len(only) == 1 and only[0].shape == levels[1].shape
+    # scripting gives the eager outputs
+    torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features)
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3)
+
+
+def model_reductions(model):
+    return [f["reduction"] for f in model.feature_info]
+
+
+@pytest.mark.parametrize("name, size, channels", [("cydas_darts_cifar", 32, [32, 64, 128]),
+                                                  ("cydas_darts_imagenet", 64, [4, 8, 32, 64, 128])])
+def test_features_only(name, size, channels):
+    x = torch.randn(1, 3, size, size)
+    feats = timm.create_model(name, features_only=True, **SMALL).eval()
+    assert feats.feature_info.channels() == channels
+    outs = feats(x)
+    assert [o.shape[1] for o in outs] == channels
+    assert [size // o.shape[-1] for o in outs] == feats.feature_info.reduction()
+    sub = timm.create_model(name, features_only=True, out_indices=(0, 1), **SMALL).eval()
+    assert sub.feature_info.channels() == channels[:2] and len(sub(x)) == 2
+    assert len(sub.model.cells) < 5  # the cells after the last level asked for are pruned
+
+
+def test_builder_keywords_and_pretrained_file(tmp_path):
+    from cydas_chain.core.checkpoint import save_checkpoint
+    from cydas_chain.core.errors import CheckpointError
+    model = timm.create_model("cydas_darts_cifar", device="meta", **SMALL)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    model = timm.create_model("cydas_darts_cifar", dtype=torch.float64, **SMALL)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    # pretrained: a local file only (a train_cell best.pt holds the weights under "model")
+    src = timm.create_model("cydas_darts_cifar", **SMALL)
+    path = tmp_path / "best.pt"
+    save_checkpoint({"model": src.state_dict(), "genotype": published("dartsv2").to_dict()}, path)
+    loaded = timm.create_model("cydas_darts_cifar", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                               **SMALL)
+    for k, v in src.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    five = timm.create_model("cydas_darts_cifar", pretrained=True, num_classes=5,
+                             pretrained_cfg_overlay=dict(file=str(path)), **SMALL)
+    assert five.classifier.out_features == 5
+    assert torch.equal(five.stem.stem0[0].weight, src.stem.stem0[0].weight)
+    with pytest.raises(CheckpointError, match="pretrained_cfg_overlay"):
+        timm.create_model("cydas_darts_cifar", pretrained=True, **SMALL)

@@ -158,3 +158,167 @@ def test_pretrain_epochs_train_ws_only():
     assert not torch.equal(ws0, s.search_net.classifier.weight)
     s.run()
     assert s.epoch == 2 and not torch.equal(alpha0, s.search_net.alpha_normal) and s.eval_net is not None
+
+
+@pytest.mark.parametrize("update_every", [1, 2, 3, 5])
+def test_update_every_counts_from_the_first_search_step(update_every):
+    """S_U in steps, dividing the 2 pre-training steps or not: the first search step always finds an
+    evaluation network, and discretizations fall every S_U steps from there, across epochs."""
+    data = tiny_data(16)
+    s = CyclicSearcher(tiny_config(epochs=2, pretrain_epochs=1, update_every=update_every, eval_steps=1), data, data)
+    n = s.steps_per_epoch()
+    assert n == 2
+    s.run()
+    assert s.epoch == 3 and s.eval_net is not None
+    steps = [h["step"] for h in s.genotype_history]
+    assert steps == list(range(n, 3 * n, update_every))  # search steps 2, 3 (epoch 2) and 4, 5 (epoch 3)
+
+
+def _documented_presets():
+    """The preset table of docs/darts.md: {field: {preset: value}}."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "darts.md").read_text()
+    table = text[text.index("| setting (`SearchConfig` field) | cifar | imagenet | nb201 |"):]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        if not line.startswith("| `"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = dict(zip(("cifar", "imagenet", "nb201"), map(_doc_value, cells[1:4])))
+    return rows
+
+
+def _doc_value(text):
+    import ast
+    if "/" in text and "(" not in text:
+        a, b = text.split("/")
+        return int(a) / int(b)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def test_presets_equal_the_documented_table():
+    from cydas_chain.darts.searcher import PRESETS
+    documented = _documented_presets()
+    for preset in ("cifar", "imagenet", "nb201"):
+        assert set(PRESETS[preset]) == set(documented), preset  # every setting documented, nothing else
+        for field, value in PRESETS[preset].items():
+            assert documented[field][preset] == pytest.approx(value) if isinstance(value, float) \
+                else documented[field][preset] == value, (preset, field)
+    # the paper's ImageNet values that differed before (issue 12)
+    assert PRESETS["imagenet"]["eval_epochs"] == 3 and PRESETS["imagenet"]["arch_weight_decay"] == 3e-5
+    assert PRESETS["imagenet"]["batch_size"] == 1024 and PRESETS["imagenet"]["w_lr"] == 0.8
+
+
+def test_distillation_default_is_the_released_formula():
+    """The released code: nn.KLDivLoss()(log_softmax(s/T), softmax(t/T)) * T^2 on the stage logits
+    stacked along the batch (CDARTS/lib/models/loss.py, cdarts_controller.forward)."""
+    import warnings
+    torch.manual_seed(0)
+    n, c = 4, 10
+    student = [torch.randn(n, c, requires_grad=True) for _ in range(3)]
+    teacher = [torch.randn(n, c) for _ in range(3)]
+    T_ = 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # KLDivLoss' "mean" warns that its meaning will change
+        released = torch.nn.KLDivLoss()(torch.log_softmax(torch.cat(student) / T_, 1),
+                                        torch.softmax(torch.cat(teacher) / T_, 1)) * T_ * T_
+    cfg = SearchConfig()
+    assert cfg.distill_weight == 4.0 and cfg.distill_reduction == "released"
+    s = CyclicSearcher.__new__(CyclicSearcher)  # the loss needs only the config
+    s.cfg = cfg
+    assert s.distillation(student, teacher).item() == pytest.approx(released.item(), rel=1e-6)
+    # the per-sample sum over stages (the scale before issue 12) is 3 x C times that
+    batchmean = stage_distillation_loss(student, teacher, T_, "batchmean")
+    assert batchmean.item() == pytest.approx(3 * c * released.item(), rel=1e-5)
+    s.cfg = SearchConfig(distill_reduction="batchmean")
+    assert s.distillation(student, teacher).item() == pytest.approx(batchmean.item(), rel=1e-6)
+
+
+def search_cell_tool():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "tools" / "search_cell.py"
+    spec = importlib.util.spec_from_file_location("search_cell_tool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_total_batch_and_scaled_learning_rate_from_the_tool():
+    tool = search_cell_tool()
+    build_config, parse_args = tool.build_config, tool.parse_args
+    cases = [(["--dataset", "imagenet"], 1024, 0.8), (["--dataset", "imagenet", "--batch-size", "256"], 256, 0.2),
+             (["--dataset", "cifar10", "--batch-size", "128"], 128, 0.2),
+             (["--dataset", "cifar10", "--batch-size", "128", "--lr", "0.05"], 128, 0.05)]
+    for extra, batch, lr in cases:
+        cfg, _ = build_config(parse_args(["--data", "somewhere", *extra]), 10)
+        assert (cfg.batch_size, cfg.w_lr) == (batch, pytest.approx(lr)), extra
+    cfg, preset = build_config(parse_args(["--data", "x", "--dataset", "imagenet"]), 1000)
+    assert preset == "imagenet" and cfg.eval_epochs == 3 and cfg.arch_weight_decay == 3e-5
+
+
+TWO_PROCESS_WORKER = '''
+import importlib.util, json, sys
+import numpy as np
+import torch
+sys.path.insert(0, sys.argv[2])
+from cydas_chain.core import distributed as d
+from cydas_chain.core.data import TensorImageDataset
+from cydas_chain.darts.searcher import CyclicSearcher
+from torchvision import transforms as T
+
+info = d.init_distributed("cpu")
+spec = importlib.util.spec_from_file_location("search_cell_tool", sys.argv[2] + "/tools/search_cell.py")
+tool = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tool)
+args = tool.parse_args(["--data", "x", "--dataset", "cifar10", "--batch-size", "8", "--channels", "4",
+                        "--layers", "3", "--eval-channels", "4", "--eval-layers", "3", "--epochs", "1"])
+cfg, _ = tool.build_config(args, 3)
+cfg.embed_hidden = 8
+rng = np.random.default_rng(0)
+data = TensorImageDataset(rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8), (np.arange(32) % 3).tolist(),
+                          T.ToTensor(), classes=["a", "b", "c"])
+s = CyclicSearcher(cfg, data, data)
+seen = {"arch": [], "weight": [], "eval": [], "lr": []}
+for name, key in (("arch_step", "arch"), ("weight_step", "weight"), ("train_eval_step", "eval")):
+    def wrap(fn, key=key):
+        def step(x, y, *rest):
+            seen[key].append(int(x.shape[0]))
+            if key == "weight":
+                seen["lr"].append(s.w_opt.param_groups[0]["lr"])
+            return fn(x, y, *rest)
+        return step
+    setattr(s, name, wrap(getattr(s, name)))
+s.run_epoch()
+alpha = torch.cat([a.detach().flatten() for a in s.search_net.arch_parameters()])
+w = s.search_net.classifier.weight.detach().flatten()
+with open(f"{sys.argv[1]}/rank{info.rank}.json", "w") as f:
+    json.dump({"world": info.world_size, "cfg_lr": cfg.w_lr, "batch": cfg.batch_size, "steps": s.steps_per_epoch(),
+               "seen": seen, "alpha": alpha.tolist(), "w": w.tolist()}, f)
+d.cleanup()
+'''
+
+
+def test_total_batch_over_two_gloo_processes(tmp_path, repo_root):
+    """--batch-size 8 under torchrun with 2 processes: each process loads 4 images a step, both step at
+    the rate of the total batch (0.1 x 8 / 64), and the averaged gradients keep their weights equal."""
+    import json
+    import subprocess
+    import sys
+    script = tmp_path / "worker.py"
+    script.write_text(TWO_PROCESS_WORKER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path), str(repo_root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    for r in (r0, r1):
+        assert r["world"] == 2 and r["batch"] == 8 and r["steps"] == 32 // 8
+        assert set(r["seen"]["arch"] + r["seen"]["weight"] + r["seen"]["eval"]) == {4}
+        assert len(r["seen"]["weight"]) == 4
+        assert r["cfg_lr"] == pytest.approx(0.1 * 8 / 64)
+        assert r["seen"]["lr"] == [pytest.approx(0.1 * 8 / 64)] * 4
+    assert r0["alpha"] == pytest.approx(r1["alpha"], abs=1e-6) and r0["w"] == pytest.approx(r1["w"], abs=1e-6)

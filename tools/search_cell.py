@@ -4,17 +4,25 @@
 Examples:
   python tools/search_cell.py                                   # embedded synthetic data, tiny, ~minutes on CPU
   python tools/search_cell.py --dataset cifar10 --data ~/data/cifar10       # the paper's CIFAR-10 setting
-  python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10
+  python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10 \
+      --nb201-api NAS-Bench-201-v1_1-096897.pth       # + the found cell's benchmark accuracies
   torchrun --standalone --nproc_per_node 8 tools/search_cell.py --dataset imagenet --data ~/data/imagenet
   python tools/search_cell.py --out runs/search_cell --resume   # continue a killed search
 
 Writes to --out: genotype.json (the final cell), genotype_history.json, alpha_history.json,
 normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.txt, checkpoint.pt.
+With --nb201-api, genotype.json and every entry of genotype_history.json also hold the cell's
+NAS-Bench-201 accuracies ("nas_bench_201"), and metrics.csv and the log show them after every epoch.
 
 Without --data the search runs on a small synthetic 10-class "shapes" set with a tiny network
 (preset 'tiny'): it shows the tool working end to end, it is not a search result.  With --data the
-paper's setting of the dataset is the default (preset cifar / imagenet / nb201); every option below
-overrides its preset value.
+paper's setting of the dataset is the default (preset cifar / imagenet / nb201; docs/darts.md lists
+every value with its source); every option below overrides its preset value.
+
+--batch-size is the total batch over all processes (torchrun --nproc_per_node W: each process loads
+batch / W images a step and the gradients are averaged), as in tools/search_chain.py.  The learning
+rate follows the total batch: a preset's rate belongs to its batch (CIFAR 0.1 per 64 images, ImageNet
+0.8 per 1024) and is scaled linearly when --batch-size changes the batch; --lr sets it outright.
 """
 import argparse
 import json
@@ -41,16 +49,28 @@ def parse_args(argv=None):
                    help="default settings (default: tiny without --data, else the dataset's/space's paper setting)")
     p.add_argument("--epochs", type=int, help="search epochs, after the pretraining ones (paper: 30; NB201: 50)")
     p.add_argument("--pretrain-epochs", type=int, help="epochs training w_S only (paper ImageNet: 10)")
-    p.add_argument("--batch-size", type=int, help="batch size per process (paper: CIFAR 64, ImageNet 1024)")
-    p.add_argument("--lr", type=float, help="SGD learning rate of w_S and w_E (paper: CIFAR 0.1, ImageNet 0.8)")
+    p.add_argument("--batch-size", type=int,
+                   help="total batch over all processes (paper: CIFAR 64, ImageNet 1024)")
+    p.add_argument("--lr", type=float, help="SGD learning rate of w_S and w_E for the total batch "
+                                            "(default: the preset's, scaled linearly with --batch-size; "
+                                            "paper: CIFAR 0.1 at 64, ImageNet 0.8 at 1024)")
     p.add_argument("--weight-decay", type=float, help="SGD weight decay (paper: CIFAR 3e-4, ImageNet 3e-5)")
     p.add_argument("--channels", type=int, help="search network channels (paper: 16)")
     p.add_argument("--layers", type=int, help="search cells (DARTS: 8) or cells a stage (NB201: 5)")
     p.add_argument("--eval-channels", type=int, help="evaluation network channels (CIFAR 36, ImageNet 48)")
     p.add_argument("--eval-layers", type=int, help="evaluation network cells (CIFAR 20, ImageNet 14)")
     p.add_argument("--update-every", type=int, help="S_U: steps between discretizations (default: one epoch)")
-    p.add_argument("--eval-steps", type=int, help="S_E: evaluation-network steps after each (default: one epoch)")
+    p.add_argument("--eval-steps", type=int, help="S_E in steps: evaluation-network steps after each "
+                                                  "(default: --eval-epochs epochs)")
+    p.add_argument("--eval-epochs", type=int, help="S_E in epochs, when --eval-steps is not given "
+                                                   "(paper: CIFAR 1, ImageNet 3)")
+    p.add_argument("--arch-weight-decay", type=float,
+                   help="Adam weight decay of the joint alpha / w_E step (paper: CIFAR 3e-4, ImageNet 3e-5)")
     p.add_argument("--distill-weight", type=float, help="lambda of the distillation term (paper: 4)")
+    p.add_argument("--distill-reduction", choices=("released", "batchmean"),
+                   help="scale of the distillation KL that lambda multiplies: 'released' = the released code's "
+                        "element-wise mean (default; what the published lambda was tuned with), 'batchmean' = "
+                        "per-sample KL summed over the 3 stages (3 x classes times larger)")
     p.add_argument("--l1-weight", type=float, help="initial lambda' of the skip L1 term (paper: 5; NB201: unused)")
     p.add_argument("--first-order-darts", action="store_true",
                    help="switch the evaluation network and distillation off (first-order DARTS baseline)")
@@ -58,6 +78,10 @@ def parse_args(argv=None):
     p.add_argument("--subset-fraction", type=float,
                    help="share of every class used before the half/half split "
                         "(default: imagenet 0.2, i.e. 10%% + 10%% as in the paper; otherwise 1)")
+    p.add_argument("--nb201-api", type=Path, default=None,
+                   help="NAS-Bench-201 API file (.pth) or NATS-Bench topology file/folder you have "
+                        "(--space nb201): report the found cell's CIFAR-10 / CIFAR-100 / ImageNet16-120 "
+                        "accuracies after every epoch and in the result files (see tools/nb201_lookup.py)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes (default: 0)")
@@ -71,6 +95,7 @@ def build_config(args, num_classes: int):
                              "nb201" if args.space == "nb201" else
                              "imagenet" if args.dataset == "imagenet" else "cifar")
     values = dict(PRESETS[preset])
+    preset_batch, preset_lr = values["batch_size"], values["w_lr"]
     if args.space == "nb201":
         values.update(space="nb201", stem="cifar")
         if preset == "tiny":
@@ -79,18 +104,45 @@ def build_config(args, num_classes: int):
     overrides = dict(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
                      w_lr=args.lr, w_weight_decay=args.weight_decay, c=args.channels, layers=args.layers,
                      eval_c=args.eval_channels, eval_layers=args.eval_layers, update_every=args.update_every,
-                     eval_steps=args.eval_steps, distill_weight=args.distill_weight, l1_weight=args.l1_weight)
+                     eval_steps=args.eval_steps, eval_epochs=args.eval_epochs,
+                     arch_weight_decay=args.arch_weight_decay, distill_weight=args.distill_weight,
+                     distill_reduction=args.distill_reduction, l1_weight=args.l1_weight)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.lr is None:  # the preset's rate belongs to the preset's total batch: linear scaling
+        values["w_lr"] = preset_lr * values["batch_size"] / preset_batch
     if args.space == "nb201" and args.eval_layers is None and args.layers is not None:
         values["eval_layers"] = values["layers"]
     values.update(num_classes=num_classes, seed=args.seed, cyclic=not args.first_order_darts)
     cfg = SearchConfig(**values)
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise CydasError("--epochs and --batch-size must be at least 1")
+    for name, v in (("--update-every", cfg.update_every), ("--eval-steps", cfg.eval_steps),
+                    ("--eval-epochs", cfg.eval_epochs), ("--pretrain-epochs", cfg.pretrain_epochs)):
+        if v < 0 or (name == "--eval-epochs" and v < 1):
+            raise CydasError(f"{name} must be {'at least 1' if name == '--eval-epochs' else '0 or more'}, got {v}")
     return cfg, preset
 
 
-def write_outputs(out: Path, searcher) -> None:
+class BenchLookup:
+    """NAS-Bench-201 accuracies of the cells a search finds (cached: the search revisits cells)."""
+
+    def __init__(self, path: Path):
+        from cydas_chain.darts.nb201_bench import NB201Bench
+        self.bench, self.cache = NB201Bench(path), {}
+
+    def __call__(self, arch_str: str):
+        """The cell's accuracies, or None (with a warning) when the file lacks it."""
+        from cydas_chain.core.errors import DataError
+        if arch_str not in self.cache:
+            try:
+                self.cache[arch_str] = self.bench.lookup(arch_str)
+            except DataError as e:  # a partial file must not stop a search
+                print(f"warning: {e}", file=sys.stderr)
+                self.cache[arch_str] = None
+        return self.cache[arch_str]
+
+
+def write_outputs(out: Path, searcher, bench=None) -> None:
     from cydas_chain.core.checkpoint import atomic_write
     from cydas_chain.darts.nb201 import NB201_EDGES
     from cydas_chain.darts.plot import draw_darts_cell, draw_nb201_cell
@@ -99,8 +151,12 @@ def write_outputs(out: Path, searcher) -> None:
         atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
     genotype = searcher.search_net.genotype()
-    write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch})
-    write_json("genotype_history.json", searcher.genotype_history)
+    extra, history = {}, searcher.genotype_history
+    if bench is not None:
+        extra["nas_bench_201"] = bench(genotype.arch_str())
+        history = [{**h, "nas_bench_201": bench(h["genotype"]["arch_str"])} for h in history]
+    write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
+    write_json("genotype_history.json", history)
     write_json("alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
                                       for h in searcher.alpha_history])
     if searcher.cfg.space == "nb201":
@@ -123,8 +179,14 @@ def main(argv=None) -> int:
         raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
     if not args.resume and ckpt.exists():
         raise CydasError(f"{args.out} already holds a search; pass --resume to continue it or choose another --out")
+    if args.nb201_api is not None and args.space != "nb201":
+        raise CydasError("--nb201-api needs --space nb201")
     dist = init_distributed(args.device)
     try:
+        # the benchmark file is read once, before the search, by the process that writes the results
+        bench = BenchLookup(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
+        if bench is not None:
+            log_bench = f"NAS-Bench-201: {len(bench.bench)} cells in {args.nb201_api} ({bench.bench.source})"
         image_size = args.image_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
@@ -134,11 +196,15 @@ def main(argv=None) -> int:
         cfg, preset = build_config(args, len(classes))
         log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
         log.info("data: %s", desc)
-        log.info("preset %s, device %s, %d process(es): %s", preset, dist.device, dist.world_size, asdict(cfg))
+        if bench is not None:
+            log.info(log_bench)
+        log.info("preset %s, device %s, %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
+                 preset, dist.device, dist.world_size, cfg.batch_size // dist.world_size, cfg.batch_size,
+                 cfg.w_lr, asdict(cfg))
         searcher = CyclicSearcher(cfg, train, val, dist.device, num_workers=args.workers)
         if searcher.steps_per_epoch() < 1:
-            raise CydasError(f"a batch of {cfg.batch_size} x {dist.world_size} process(es) is larger than "
-                             f"the split ({min(len(train), len(val))} images): lower --batch-size")
+            raise CydasError(f"the total batch of {cfg.batch_size} is larger than the split "
+                             f"({min(len(train), len(val))} images): lower --batch-size")
         metrics = MetricWriter(args.out)
         if args.resume:
             searcher.resume(ckpt)
@@ -146,17 +212,24 @@ def main(argv=None) -> int:
             log.info("resumed at epoch %d (step %d)", searcher.epoch, searcher.global_step)
 
         def on_epoch(epoch, m):
+            from cydas_chain.darts.nb201_bench import BENCH_DATASETS, format_accuracies
+            g = searcher.search_net.genotype()
+            found = bench(g.arch_str()) if bench is not None else None
+            if found is not None:  # the cell of this cycle, as the benchmark knows it
+                m = dict(m, **{f"nb201_{name}_{kind}": found[name][kind] for name in BENCH_DATASETS
+                               for kind in ("valid", "test") if found[name][kind] is not None})
             metrics.write(epoch, m)
             if is_main_process():
-                write_outputs(args.out, searcher)
-            g = searcher.search_net.genotype()
+                write_outputs(args.out, searcher, bench)
             log.info("epoch %d/%d %s | genotype %s", epoch, cfg.total_epochs,
                      " ".join(f"{k}={v:.4g}" for k, v in m.items()), g)
+            if found is not None:
+                log.info("NAS-Bench-201 cell %d, test accuracy: %s", found["index"], format_accuracies(found))
 
         searcher.run(checkpoint=ckpt, on_epoch=on_epoch)
         metrics.close()
         if is_main_process():
-            write_outputs(args.out, searcher)
+            write_outputs(args.out, searcher, bench)
             log.info("final genotype written to %s", args.out / "genotype.json")
     finally:
         cleanup()

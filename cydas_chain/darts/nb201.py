@@ -43,10 +43,26 @@ class NB201Genotype:
 
     @classmethod
     def from_arch_str(cls, s: str) -> "NB201Genotype":
-        try:
-            ops = [tok.split("~")[0] for node in s.split("+") for tok in node.strip("|").split("|")]
-        except (AttributeError, IndexError):
-            raise ArchError(f"malformed NAS-Bench-201 arch string {s!r}") from None
+        """Parse the benchmark's string: node k (1..3) lists ``op~i`` for its inputs i = 0..k-1."""
+        bad = ArchError(f"malformed NAS-Bench-201 arch string {s!r} (expected "
+                        f"'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|')")
+        if not isinstance(s, str):
+            raise bad
+        nodes = s.strip().split("+")
+        if len(nodes) != 3:
+            raise bad
+        ops = []
+        for k, node in enumerate(nodes, start=1):
+            if not (node.startswith("|") and node.endswith("|")):
+                raise bad
+            tokens = node[1:-1].split("|")
+            if len(tokens) != k:
+                raise bad
+            for i, tok in enumerate(tokens):
+                op, sep, inp = tok.partition("~")
+                if not sep or inp != str(i):
+                    raise bad
+                ops.append(op)
         return cls(tuple(ops))
 
     def to_dict(self) -> dict:

@@ -111,5 +111,5 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor
     if not training or drop_prob <= 0.0:
         return x
     keep = 1.0 - drop_prob
-    mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep)
+    mask = torch.empty([x.shape[0], 1, 1, 1], dtype=x.dtype, device=x.device).bernoulli_(keep)
     return x * mask / keep

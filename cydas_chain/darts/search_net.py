@@ -1,7 +1,7 @@
 """The DARTS search network: cells of mixed ops weighted by softmax(alpha), and its discretization."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -76,9 +76,25 @@ class Stem(nn.Module):
             self.stem1 = nn.Sequential(
                 nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)
-        return (s0, s0) if self.stem1 is None else (s0, self.stem1(s0))
+        if self.stem1 is None:
+            return s0, s0
+        return s0, self.stem1(s0)
+
+    def forward_levels(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """``forward`` and the outputs at each resolution inside the stem (ImageNet: strides 2 and 4)."""
+        if self.stem1 is None:
+            s0 = self.stem0(x)
+            return s0, s0, []
+        levels = []
+        h = x
+        for i, layer in enumerate(self.stem0):
+            h = layer(h)
+            if i == 2:  # after the first stride-2 conv, BN and ReLU
+                levels.append(h)
+        levels.append(h)
+        return h, self.stem1(h), levels
 
 
 class DartsSearchNetwork(nn.Module):

@@ -8,7 +8,7 @@ Two networks are trained in turn:
 Every ``update_every`` steps (S_U) alpha is discretized; when the genotype changed, the evaluation
 network is rebuilt and inherits the trained weights of every (cell, edge, op) it shares with any
 earlier one (a weight bank keyed by parameter name, see :mod:`.eval_net`); it is then trained for
-``eval_steps`` steps (S_E) on the val split (Eq. 7).  Every step then:
+S_E (``eval_steps`` steps, or ``eval_epochs`` epochs) on the val split (Eq. 7).  Every step then:
 
 1. on a val batch, alpha and ``w_E`` are updated jointly by Adam, minimising
    ``L^S_val + L^E_val + lambda * L^{S,E}_val + lambda' * ||alpha_skip||_1`` (Eq. 8, 11), where
@@ -20,6 +20,9 @@ The teacher's embedding heads are probes: they read detached features and are tr
 cross-entropy alongside ``w_E``; the student's embedding heads are trained with alpha.
 ``cyclic=False`` switches the evaluation network and the distillation off, which leaves
 first-order DARTS (the benchmark's baseline).
+
+``batch_size`` is the total over all processes: each of W processes loads ``batch_size / W`` images a
+step and the gradients are averaged, so ``w_lr`` is the learning rate of the total batch whatever W.
 """
 from __future__ import annotations
 
@@ -35,10 +38,10 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.distributed import all_reduce_sum, get_rank, get_world_size, is_main_process
-from ..core.errors import CheckpointError, first_line
+from ..core.errors import CheckpointError, CydasError, first_line
 from ..core.logging import progress
 from ..core.seed import rng_state, set_rng_state
-from .embedding import stage_distillation_loss
+from .embedding import DISTILL_REDUCTIONS, stage_distillation_loss
 from .eval_net import DartsEvalNetwork, inherit_weights
 from .genotypes import Genotype
 from .nb201 import NB201Genotype, NB201Network, NB201SearchNetwork
@@ -63,8 +66,10 @@ class SearchConfig:
     epochs: int = 30  # search epochs
     pretrain_epochs: int = 0  # epochs before them that train w_S only (ImageNet: 10)
     update_every: int = 0  # S_U in steps; 0 = one epoch
-    eval_steps: int = 0  # S_E in steps; 0 = one epoch
-    # w_S (and w_E in its S_E phase): SGD, cosine to w_lr_min over the epochs
+    eval_steps: int = 0  # S_E in steps; 0 = eval_epochs epochs
+    eval_epochs: int = 1  # S_E in epochs when eval_steps is 0 (paper: CIFAR 1, ImageNet 3)
+    # w_S (and w_E in its S_E phase): SGD, cosine to w_lr_min over the epochs; w_lr is the rate of
+    # the total batch (the tool scales a preset's rate linearly when --batch-size changes it)
     w_lr: float = 0.1
     w_lr_min: float = 1e-3
     w_momentum: float = 0.9
@@ -76,12 +81,15 @@ class SearchConfig:
     arch_weight_decay: float = 3e-4
     # losses
     distill_weight: float = 4.0  # lambda
+    # how the stage KL is reduced: "released" = the released code's element-wise mean (the scale the
+    # published lambda was tuned with), "batchmean" = per-sample KL summed over the stages (S x C larger)
+    distill_reduction: str = "released"
     temperature: float = 2.0
     l1_weight: float = 5.0  # lambda' at the start (DARTS space only)
     l1_decay_fraction: float = 2 / 3  # lambda' reaches 0 after this share of the epochs (20 of 30)
     cyclic: bool = True  # False: first-order DARTS (no evaluation network, no distillation)
     # data
-    batch_size: int = 64
+    batch_size: int = 64  # total over all processes
     seed: int = 0
 
     @classmethod
@@ -91,9 +99,16 @@ class SearchConfig:
         if unknown:
             raise CheckpointError(f"unknown search-config key(s): {', '.join(unknown)}")
         d = dict(d)
+        # checkpoints written before the reduction was a setting used the per-sample sum
+        d.setdefault("distill_reduction", "batchmean")
         if "arch_betas" in d:
             d["arch_betas"] = tuple(d["arch_betas"])
         return cls(**d)
+
+    def __post_init__(self):
+        if self.distill_reduction not in DISTILL_REDUCTIONS:
+            raise CydasError(f"unknown distillation reduction '{self.distill_reduction}' "
+                             f"(one of {', '.join(DISTILL_REDUCTIONS)})")
 
     @property
     def total_epochs(self) -> int:
@@ -105,14 +120,23 @@ class SearchConfig:
         return self.cyclic and self.space == "darts" and self.l1_weight > 0
 
 
-# Defaults of the paper's settings (DARTS space); the tool applies one and lets options override it.
+# The paper's settings (CyDAS, TPAMI 2022, Sec. 4 and Table 1; the NAS-Bench-201 column from its
+# NAS-Bench-201 paragraph); the tool applies one and lets options override it.  Every value, with its
+# source and the released code's value, is in the preset table of docs/darts.md, which
+# tests/test_darts_search.py compares with this dict.  batch_size is the total over all processes and
+# w_lr the learning rate of that total batch.
+_PAPER_COMMON = dict(
+    c=16, layers=8, epochs=30, update_every=0, eval_steps=0, w_lr_min=1e-3, w_momentum=0.9, grad_clip=5.0,
+    arch_lr=3e-4, arch_betas=(0.5, 0.999), distill_weight=4.0, distill_reduction="released", temperature=2.0,
+    l1_weight=5.0, l1_decay_fraction=2 / 3, embed_hidden=128)
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "cifar": dict(stem="cifar", c=16, layers=8, eval_c=36, eval_layers=20, epochs=30, w_lr=0.1,
-                  w_weight_decay=3e-4, batch_size=64),
-    "imagenet": dict(stem="imagenet", c=16, layers=8, eval_c=48, eval_layers=14, epochs=30, pretrain_epochs=10,
-                     w_lr=0.8, w_weight_decay=3e-5, batch_size=1024),
-    "nb201": dict(space="nb201", c=16, layers=5, eval_c=16, eval_layers=5, epochs=50, w_lr=0.1,
-                  w_weight_decay=3e-4, batch_size=64),
+    "cifar": dict(_PAPER_COMMON, space="darts", stem="cifar", eval_c=36, eval_layers=20, pretrain_epochs=0,
+                  eval_epochs=1, w_lr=0.1, w_weight_decay=3e-4, arch_weight_decay=3e-4, batch_size=64),
+    "imagenet": dict(_PAPER_COMMON, space="darts", stem="imagenet", eval_c=48, eval_layers=14, pretrain_epochs=10,
+                     eval_epochs=3, w_lr=0.8, w_weight_decay=3e-5, arch_weight_decay=3e-5, batch_size=1024),
+    "nb201": dict(_PAPER_COMMON, space="nb201", stem="cifar", layers=5, eval_c=16, eval_layers=5, epochs=50,
+                  pretrain_epochs=0, eval_epochs=1, w_lr=0.1, w_weight_decay=3e-4, arch_weight_decay=3e-4,
+                  batch_size=64),
     # the embedded default: a couple of minutes on a CPU; a smoke run, not a search
     "tiny": dict(stem="cifar", c=8, layers=5, eval_c=8, eval_layers=5, embed_hidden=32, epochs=4,
                  batch_size=32, w_lr=0.05),
@@ -159,6 +183,11 @@ class CyclicSearcher:
                  device: torch.device | str = "cpu", num_workers: int = 0):
         self.cfg, self.device = cfg, torch.device(device)
         self.train_set, self.val_set = train_set, val_set
+        world = get_world_size()
+        if cfg.batch_size < world or cfg.batch_size % world:
+            raise CydasError(f"the total batch {cfg.batch_size} does not divide into {world} processes: "
+                             f"use a multiple of {world}")
+        self.local_batch = cfg.batch_size // world  # what each process loads a step
         self.num_workers = num_workers
         torch.manual_seed(cfg.seed)
         self.search_net = self._make_search_net().to(self.device)
@@ -223,12 +252,12 @@ class CyclicSearcher:
         sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=True,
                                      seed=seed, drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True,
+        return DataLoader(dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
                           num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
 
     def steps_per_epoch(self) -> int:
         per_rank = min(len(self.train_set), len(self.val_set)) // get_world_size()
-        return per_rank // self.cfg.batch_size
+        return per_rank // self.local_batch
 
     # ---- one step of each kind ----------------------------------------------------------------
     def train_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -244,6 +273,11 @@ class CyclicSearcher:
         self.eval_sgd.step()
         return loss.item()
 
+    def distillation(self, student_stages, teacher_stages) -> torch.Tensor:
+        """L^{S,E} of Eq. 9-10 (before lambda), reduced as ``cfg.distill_reduction`` says."""
+        return stage_distillation_loss(student_stages, teacher_stages, self.cfg.temperature,
+                                       self.cfg.distill_reduction)
+
     def arch_step(self, x: torch.Tensor, y: torch.Tensor, l1_weight: float) -> Dict[str, float]:
         """Eq. 8 (+ Eq. 11): alpha and w_E jointly by Adam on a val batch."""
         self.search_net.train()
@@ -257,7 +291,7 @@ class CyclicSearcher:
             out_e = self.eval_net.forward_all(x)
             loss_e = F.cross_entropy(out_e["logits"], y)
             probes = sum(F.cross_entropy(s, y) for s in out_e["stages"])
-            distill = stage_distillation_loss(out_s["stages"], out_e["stages"], self.cfg.temperature)
+            distill = self.distillation(out_s["stages"], out_e["stages"])
             loss = loss + loss_e + probes + self.cfg.distill_weight * distill
             logs.update(loss_eval_val=loss_e.item(), acc_eval_val=_acc(out_e["logits"], y),
                         loss_distill=distill.item())
@@ -307,8 +341,9 @@ class CyclicSearcher:
         cfg, epoch = self.cfg, self.epoch
         n_steps = self.steps_per_epoch()
         update_every = cfg.update_every or n_steps
-        eval_steps = cfg.eval_steps or n_steps
+        eval_steps = cfg.eval_steps or cfg.eval_epochs * n_steps
         searching = epoch >= cfg.pretrain_epochs
+        search_start = cfg.pretrain_epochs * n_steps  # S_U counts from the first search step
         l1_w = l1_weight_at(epoch - cfg.pretrain_epochs, cfg) if searching else 0.0
         train_it = iter(self._loader(self.train_set, cfg.seed, epoch))
         val_it = iter(self._loader(self.val_set, cfg.seed + 1, epoch))
@@ -318,7 +353,8 @@ class CyclicSearcher:
         eval_phase_losses = []
         bar = progress(range(n_steps), desc=f"epoch {epoch + 1}/{cfg.total_epochs}", unit="step")
         for _ in bar:
-            if searching and cfg.cyclic and self.global_step % update_every == 0:
+            if searching and cfg.cyclic and (self.eval_net is None
+                                             or (self.global_step - search_start) % update_every == 0):
                 genotype = self.search_net.genotype()
                 changed = self.regenerate(genotype)
                 self._record_genotype(genotype, changed)

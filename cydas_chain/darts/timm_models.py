@@ -8,12 +8,20 @@
 the official ``Genotype(...)`` text, a dict or a :class:`Genotype`.  ``auxiliary=True`` adds DARTS'
 auxiliary head (returned by ``forward_all``, never by ``forward``); ``drop_path_rate`` is DARTS'
 drop-path probability (the training tool ramps it linearly).
+
+They follow timm's model contract as the chain models do: builder keywords (``device``, ``dtype``,
+``pretrained_cfg`` / ``pretrained_cfg_overlay``; ``pretrained=True`` loads a local file given as
+``pretrained_cfg_overlay=dict(file=...)``, e.g. a ``best.pt`` of ``tools/train_cell.py``),
+``features_only=True`` (one level per resolution: CIFAR 3 levels at strides 1/2/4, ImageNet 5 at
+2/4/8/16/32, through timm's ``FeatureGetterNet``), ``forward_features`` / ``forward_head`` /
+``forward_intermediates``, and ``torch.jit.script``.
 """
 from __future__ import annotations
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from ..core.checkpoint import load_checkpoint
 from ..core.errors import CheckpointError
 from .eval_net import DartsEvalNetwork
 from .genotypes import resolve_genotype
@@ -21,13 +29,25 @@ from .genotypes import resolve_genotype
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
+def _check_pretrained_file(variant: str, kwargs: dict) -> None:
+    """There are no weights to download: ``pretrained=True`` needs a local file, checked here."""
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    cfg = kwargs.get("pretrained_cfg")
+    file = overlay.get("file") or (cfg.get("file") if isinstance(cfg, dict) else getattr(cfg, "file", None))
+    if not file:
+        raise CheckpointError(f"{variant}: no pretrained weights are distributed; train with tools/train_cell.py "
+                              f"and pass its checkpoint with pretrained_cfg_overlay=dict(file='.../best.pt')")
+    load_checkpoint(file)  # one-line error for a missing, empty or corrupt file
+
+
 def _create(variant: str, pretrained: bool, genotype, defaults: dict, **kwargs) -> DartsEvalNetwork:
     if pretrained:
-        raise CheckpointError(f"{variant}: no pretrained weights are distributed; train with "
-                              f"tools/train_cell.py and load its checkpoint")
+        _check_pretrained_file(variant, kwargs)
     for k, v in defaults.items():
         kwargs.setdefault(k, v)
-    return build_model_with_cfg(DartsEvalNetwork, variant, pretrained=False,
+    levels = 5 if kwargs["stem"] == "imagenet" else 3  # one feature level per resolution
+    return build_model_with_cfg(DartsEvalNetwork, variant, pretrained=pretrained,
+                                feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(levels))),
                                 genotype=resolve_genotype(genotype), **kwargs)
 
 
