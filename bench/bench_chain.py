@@ -55,7 +55,8 @@ def main() -> None:
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--flops", type=float, default=400, help="budget of the sampled paths, M MACs")
     p.add_argument("--eval-interval", type=int, default=100, help="search default on real data")
-    p.add_argument("--val-subset", type=int, default=1024, help="search default on real data")
+    p.add_argument("--val-subset", type=int, default=5000, help="search default on real data")
+    p.add_argument("--weight-sharing", choices=("entangled", "independent"), default="entangled")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--paths", type=int, default=3, help="sampled paths measured (results averaged)")
@@ -78,10 +79,11 @@ def main() -> None:
     tiny = TensorImageDataset(np.zeros((b, 8, 8, 3), np.uint8), [i % nc for i in range(b)],
                               lambda im: torch.zeros(3, s, s), classes)
     cfg = SearchConfig(max_macs=int(args.flops * 1e6), epochs=1000, batch_size=b, img_size=s, amp=args.amp,
-                       eval_interval=args.eval_interval, val_subset=b, seed=0)
+                       eval_interval=args.eval_interval, val_subset=b, seed=0, weight_sharing=args.weight_sharing)
     search = ChainSearch(cfg, tiny, lambda im: torch.zeros(3, s, s), tiny, classes, Path("/tmp/bench_chain"),
                          DistInfo(device=device), get_logger("bench_chain"))
     search.val_batches = [(x, y)]  # one batch of the validation subset; scaled to --val-subset below
+    search.step = search.warmup_steps  # after the warm-up: every step distils from the teacher
     net = search.supernet
 
     def plain_step(model, path=None):
@@ -97,7 +99,8 @@ def main() -> None:
             scaler.update()
         return step
 
-    print(f"device: {device_name(device)}; batch {b}, {s}x{s}, AMP {args.amp}, torch {torch.__version__}")
+    print(f"device: {device_name(device)}; batch {b}, {s}x{s}, AMP {args.amp}, torch {torch.__version__}; "
+          f"{args.weight_sharing} weights")
     paths = search.sampler.sample(args.paths)
     teacher = tuple(int(c) for c in search.sampler.sample())  # distil from another path of the budget
     search.board.entries[0] = Entry(teacher, int(search.table.path_macs(teacher)))
