@@ -1,13 +1,15 @@
 """The shared core: counting, distillation, checkpoints, data, metrics."""
 import csv
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from cydas_chain.core import (CheckpointError, DataError, count_macs, load_checkpoint,
+from cydas_chain.core import (CheckpointError, DataError, atomic_write, count_macs, load_checkpoint,
                               load_model_weights, save_checkpoint, soft_target_kl)
 from cydas_chain.core.data import (SHAPE_CLASSES, make_shapes_folder, stratified_split,
                                    train_val_folders)
@@ -86,6 +88,51 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path):
         save_checkpoint({"step": 2, "x": Boom()}, path)
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temp file left behind
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test and restore it after."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_gives_the_umask_mode(mask, mode, umask, tmp_path):
+    umask(mask)
+    atomic_write(tmp_path / "arch.json", lambda f: f.write(b"{}"))
+    save_checkpoint({"step": 1}, tmp_path / "ck" / "last.pth")
+    assert stat.S_IMODE(os.stat(tmp_path / "arch.json").st_mode) == mode
+    assert stat.S_IMODE(os.stat(tmp_path / "ck" / "last.pth").st_mode) == mode
+    with open(tmp_path / "plain.txt", "w"):
+        pass
+    assert stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode) == mode  # what open() gives
+
+
+def test_atomic_write_keeps_an_existing_files_mode(umask, tmp_path):
+    umask(0o022)
+    path = tmp_path / "teacher_history.json"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(umask, tmp_path):
+    umask(0o022)
+    path = tmp_path / "search.png"
+    atomic_write(path, lambda f: f.write(b"old"))
+
+    def killed(f):
+        f.write(b"half of the new")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, killed)
+    assert path.read_bytes() == b"old" and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["search.png"]
 
 
 def test_load_model_weights_reports_mismatch(tmp_path):

@@ -1,13 +1,15 @@
-"""Atomic checkpoint save and checked load.
+"""Atomic file writes, checkpoint save, and one strict checkpoint loader.
 
-A checkpoint is written to a temporary file in the target folder, flushed to disk, then renamed
-over the target: a kill at any moment leaves either the old file or the new one, never a torn one.
+A file is written to a temporary file in the target folder, flushed to disk, given the mode a
+plain ``open(path, "w")`` would give it, then renamed over the target: a kill at any moment leaves
+either the old file or the new one, never a torn one.
 Our checkpoints hold only tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)``: loading one never executes pickled code.
 """
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Union
@@ -20,15 +22,55 @@ from .errors import CheckpointError, first_line
 PathLike = Union[str, os.PathLike]
 
 
+# ---- file modes ------------------------------------------------------------------------------
+def _read_umask() -> int:
+    """The process umask without changing it: Linux (>= 4.7) reports it in /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _IMPORT_UMASK
+
+
+# Elsewhere the umask can only be read by setting it (os.umask sets and returns the old value) and
+# setting it back.  The umask is process-wide, so a thread creating a file between the two calls
+# would get mode 0666/0777: do it once, here at import time (normally before any worker thread
+# exists), never per write.  A umask changed later is then seen only where /proc is readable.
+_IMPORT_UMASK = os.umask(0o022)
+os.umask(_IMPORT_UMASK)
+
+
+def _final_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` gives: an existing file keeps its mode, a new one gets 0666 & ~umask."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~_read_umask()
+
+
 def atomic_write(path: PathLike, write_fn) -> Path:
-    """Call ``write_fn(fileobj)`` on a temporary file and atomically rename it to ``path``."""
+    """Call ``write_fn(fileobj)`` on a temporary file and atomically rename it to ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give: a new file ``0o666 & ~umask``
+    (0644 under the usual umask 022, so colleagues can read results), an existing file keeps its
+    mode (its owner becomes the writer, as the file is replaced, not rewritten).  If ``write_fn``
+    raises (Ctrl-C included), ``path`` keeps its old content and the temporary file is removed; a
+    SIGKILL can leave a ``.<name>.*.tmp`` beside it, but never a torn ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
             f.flush()
+            os.fchmod(f.fileno(), _final_mode(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -37,7 +79,22 @@ def atomic_write(path: PathLike, write_fn) -> Path:
         except FileNotFoundError:
             pass
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; a no-op where folders cannot be opened or synced."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:
