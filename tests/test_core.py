@@ -1,7 +1,9 @@
 """The shared core: counting, distillation, checkpoints, data, metrics."""
+import argparse
 import csv
 import math
 import os
+import pickle
 import stat
 
 import numpy as np
@@ -11,6 +13,8 @@ from torch import nn
 
 from cydas_chain.core import (CheckpointError, DataError, atomic_write, count_macs, load_checkpoint,
                               load_model_weights, save_checkpoint, soft_target_kl)
+from cydas_chain.core.checkpoint import classify_load_error
+from cydas_chain.core.errors import CheckpointObjectsError, CorruptCheckpointError
 from cydas_chain.core.data import (SHAPE_CLASSES, make_shapes_folder, stratified_split,
                                    train_val_folders)
 from cydas_chain.core.logging import MetricWriter
@@ -135,6 +139,82 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(umask, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["search.png"]
 
 
+# Unreadable files: what torch.load(weights_only=True) meets in the field.
+def _random_bytes(tmp_path, good):
+    return np.random.default_rng(0).bytes(4096)
+
+
+def _truncated(tmp_path, good):
+    return good.read_bytes()[: good.stat().st_size // 2]
+
+
+def _last_bytes_cut(tmp_path, good):
+    return good.read_bytes()[:-10]
+
+
+def _text(tmp_path, good):
+    return b"checkpoint: last.pth\nstep: 3\n"  # starts with 'c', torch's GLOBAL opcode
+
+
+def _html(tmp_path, good):
+    return b"<!DOCTYPE html><html>404 Not Found</html>"
+
+
+def _legacy_truncated(tmp_path, good):
+    torch.save({"w": torch.arange(100.0)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    return (tmp_path / "legacy.pth").read_bytes()[:200]
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_random_bytes, "not a torch checkpoint: it starts with b"),
+    (_truncated, "a zip archive cut short or damaged: no central directory at its end"),
+    (_last_bytes_cut, "a zip archive cut short or damaged: no central directory at its end"),
+    (_text, "not a torch checkpoint: it starts with b'checkpoi'"),
+    (_html, "not a torch checkpoint: it starts with b'<!DOCTYP'"),
+    (_legacy_truncated, "("),
+])
+def test_corrupt_checkpoint_is_reported_as_such(make, reason, tmp_path):
+    good = save_checkpoint({"w": torch.arange(1000.0), "step": 3}, tmp_path / "good.pth")
+    bad = tmp_path / "last.pth"
+    bad.write_bytes(make(tmp_path, good))
+    with pytest.raises(CorruptCheckpointError) as info:
+        load_checkpoint(bad, trusted_hint="convert it with tools/convert_official.py")
+    msg = str(info.value)
+    assert msg.startswith(f"cannot read checkpoint {bad}: it is corrupt or truncated (")
+    assert reason in msg and msg.endswith("); copy it again or use another checkpoint")
+    assert "\n" not in msg and "weights_only" not in msg and "convert_official" not in msg
+    assert isinstance(info.value.__cause__, Exception)  # torch's own error stays attached
+
+
+def test_checkpoint_with_python_objects_names_them(tmp_path):
+    path = tmp_path / "official.pth.tar"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointObjectsError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (f"cannot read checkpoint {path}: it holds Python objects that a safe load refuses "
+                               f"(argparse.Namespace); cydas_chain loads only checkpoints of tensors and plain values")
+    assert info.value.objects == "argparse.Namespace"
+    with pytest.raises(CheckpointObjectsError) as info:
+        load_checkpoint(path, trusted_hint="convert it with tools/convert_official.py")
+    assert str(info.value).endswith("refuses (argparse.Namespace); convert it with tools/convert_official.py")
+    assert "weights_only" not in str(info.value)
+    # the converter's trusted path reads torch's refusal from the cause
+    assert "Unsupported global: GLOBAL argparse.Namespace" in str(info.value.__cause__)
+
+
+def test_classify_load_error_without_a_path():
+    refused = pickle.UnpicklingError("Weights only load failed. ... WeightsUnpickler error: Unsupported global: "
+                                     "GLOBAL argparse.Namespace was not an allowed global by default. Please ...")
+    assert classify_load_error(refused) == ("refused", "argparse.Namespace")
+    blocked = pickle.UnpicklingError("Weights only load failed.\n\nTrying to load unsupported GLOBAL posix.system "
+                                     "whose module posix is blocked.")
+    assert classify_load_error(blocked) == ("blocked", "posix.system")
+    assert classify_load_error(RuntimeError("PytorchStreamReader failed reading zip archive: failed finding "
+                                            "central directory. This is an internal miniz error. If ...")) == (
+        "corrupt", "PytorchStreamReader failed reading zip archive: failed finding central directory")
+    assert classify_load_error(RuntimeError("Attempting to deserialize object on a CUDA device")).kind == "other"
+
+
 def test_load_model_weights_reports_mismatch(tmp_path):
     a, b = nn.Linear(4, 3), nn.Linear(4, 5)
     save_checkpoint({"state_dict": a.state_dict()}, tmp_path / "a.pth")
@@ -203,3 +283,4 @@ def test_metric_writer_appends_and_truncates(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
     assert float(rows[-1]["loss"]) == 0.1
+
