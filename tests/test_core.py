@@ -1,9 +1,11 @@
 """The shared core: counting, distillation, checkpoints, data, metrics."""
 import argparse
 import csv
+import io
 import math
 import os
 import pickle
+import re
 import stat
 
 import numpy as np
@@ -11,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from cydas_chain.core import (CheckpointError, DataError, atomic_write, count_macs, load_checkpoint,
+from cydas_chain.core import (CheckpointError, ConfigError, DataError, atomic_write, count_macs, load_checkpoint,
                               load_model_weights, save_checkpoint, soft_target_kl)
 from cydas_chain.core.checkpoint import classify_load_error
 from cydas_chain.core.errors import CheckpointObjectsError, CorruptCheckpointError
 from cydas_chain.core.data import (SHAPE_CLASSES, make_shapes_folder, stratified_split,
                                    train_val_folders)
-from cydas_chain.core.logging import MetricWriter
+from cydas_chain.core.logging import LogProgress, MetricWriter, progress
 from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
 
 
@@ -284,3 +286,82 @@ def test_metric_writer_appends_and_truncates(tmp_path):
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
     assert float(rows[-1]["loss"]) == 0.1
 
+
+# ---- progress off a terminal ---------------------------------------------------------------------
+class _Clock:
+    """A stand-in for tqdm's clock (``tqdm.std.time``), advanced by hand."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_off_a_terminal_writes_no_carriage_returns(capsys, monkeypatch):
+    monkeypatch.delenv("CYDAS_PROGRESS_INTERVAL", raising=False)
+    bar = progress(total=1000, desc="search", unit="step")
+    assert isinstance(bar, LogProgress)  # capsys' stderr is not a TTY
+    for _ in range(1000):
+        bar.update(1)
+        bar.set_postfix(loss="0.412", acc="86.0")
+    assert (bar.n, bar.total) == (1000, 1000)
+    bar.close()
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and 1 <= len(lines) <= 2
+    assert re.fullmatch(r"search: 1000/1000 steps \(100%\) \d+ step/s, took \d+ s \| acc=86\.0, loss=0\.412",
+                        lines[-1])
+
+
+def test_progress_line_every_interval_with_pace_and_eta(capsys, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("tqdm.std.time", clock)
+    monkeypatch.setenv("CYDAS_PROGRESS_INTERVAL", "30")
+    with progress(total=220, initial=100, desc="search", unit="step") as bar:  # a resumed search
+        for step in range(1, 121):
+            clock.t += 1.5
+            bar.update(1)
+            bar.set_postfix(loss=f"{1 / step:.3f}")
+            if step == 20:
+                assert capsys.readouterr().err == ("search: 120/220 steps (55%) 1.5 s/step, eta 2 min | "
+                                                   "loss=0.053\n")  # update() wrote it: step 19's postfix
+    lines = capsys.readouterr().err.splitlines()
+    assert [ln.split(" ")[1] for ln in lines] == ["140/220", "160/220", "180/220", "200/220", "220/220",
+                                                  "220/220"]  # every 30 s, then the final line
+    assert lines[-1] == "search: 220/220 steps (100%) 1.5 s/step, took 3 min | loss=0.008"
+
+
+def test_progress_iteration_and_leave_false(capsys, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("tqdm.std.time", clock)
+    monkeypatch.setenv("CYDAS_PROGRESS_INTERVAL", "10")
+    seen = []
+    for x in progress(range(50), desc="eval", unit="batch", leave=False):
+        clock.t += 0.5
+        seen.append(x)
+    assert seen == list(range(50))
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["eval: 20/50 batches (40%) 2.0 batch/s, eta 15 s",
+                                "eval: 40/50 batches (80%) 2.0 batch/s, eta 5 s"]  # no final line: leave=False
+
+
+def test_progress_on_a_terminal_is_tqdms_bar(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    bar = progress(total=3, desc="search", file=out)
+    assert not isinstance(bar, LogProgress)
+    bar.update(3)
+    bar.close()
+    assert "\r" in out.getvalue() and "3/3" in out.getvalue()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_progress_interval_must_be_seconds(value, monkeypatch):
+    monkeypatch.setenv("CYDAS_PROGRESS_INTERVAL", value)
+    with pytest.raises(ConfigError) as info:
+        progress(total=3, file=io.StringIO())
+    assert str(info.value) == f"CYDAS_PROGRESS_INTERVAL must be a number of seconds >= 0, got {value!r}"
