@@ -22,7 +22,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Union
 import torch
 from torch import nn
 
-from .errors import CheckpointError, CheckpointObjectsError, CorruptCheckpointError, first_line
+from .errors import CheckpointError, CheckpointObjectsError, CorruptCheckpointError
 
 PathLike = Union[str, os.PathLike]
 
