@@ -1,34 +1,81 @@
-"""Atomic checkpoint save and checked load.
+"""Atomic file writes, checkpoint save, and one strict checkpoint loader.
 
-A checkpoint is written to a temporary file in the target folder, flushed to disk, then renamed
-over the target: a kill at any moment leaves either the old file or the new one, never a torn one.
+A file is written to a temporary file in the target folder, flushed to disk, given the mode a
+plain ``open(path, "w")`` would give it, then renamed over the target: a kill at any moment leaves
+either the old file or the new one, never a torn one.
 Our checkpoints hold only tensors and plain Python values, so they load with
-``torch.load(weights_only=True)``: loading one never executes pickled code.
+``torch.load(weights_only=True)``: loading one never executes pickled code.  When a load fails,
+:func:`classify_load_error` is the one place that tells a corrupt file from a readable one that
+holds Python objects a safe load refuses.
 """
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, NamedTuple, Optional, Union
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError, first_line
+from .errors import CheckpointError, CheckpointObjectsError, CorruptCheckpointError
 
 PathLike = Union[str, os.PathLike]
 
 
+# ---- file modes ------------------------------------------------------------------------------
+def _read_umask() -> int:
+    """The process umask without changing it: Linux (>= 4.7) reports it in /proc/self/status."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _IMPORT_UMASK
+
+
+# Elsewhere the umask can only be read by setting it (os.umask sets and returns the old value) and
+# setting it back.  The umask is process-wide, so a thread creating a file between the two calls
+# would get mode 0666/0777: do it once, here at import time (normally before any worker thread
+# exists), never per write.  A umask changed later is then seen only where /proc is readable.
+_IMPORT_UMASK = os.umask(0o022)
+os.umask(_IMPORT_UMASK)
+
+
+def _final_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` gives: an existing file keeps its mode, a new one gets 0666 & ~umask."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~_read_umask()
+
+
 def atomic_write(path: PathLike, write_fn) -> Path:
-    """Call ``write_fn(fileobj)`` on a temporary file and atomically rename it to ``path``."""
+    """Call ``write_fn(fileobj)`` on a temporary file and atomically rename it to ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give: a new file ``0o666 & ~umask``
+    (0644 under the usual umask 022, so colleagues can read results), an existing file keeps its
+    mode (its owner becomes the writer, as the file is replaced, not rewritten).  If ``write_fn``
+    raises (Ctrl-C included), ``path`` keeps its old content and the temporary file is removed; a
+    SIGKILL can leave a ``.<name>.*.tmp`` beside it, but never a torn ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
             f.flush()
+            os.fchmod(f.fileno(), _final_mode(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -37,7 +84,22 @@ def atomic_write(path: PathLike, write_fn) -> Path:
         except FileNotFoundError:
             pass
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable; a no-op where folders cannot be opened or synced."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:
@@ -45,12 +107,100 @@ def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(dict(state), f))
 
 
-def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict:
+# ---- loading ---------------------------------------------------------------------------------
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6: a zip archive
+# The legacy (pre-1.6) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
+LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+_REFUSED = re.compile(r"Unsupported global: GLOBAL ([A-Za-z_][\w.]*) was not an allowed global")
+_BLOCKED = re.compile(r"unsupported GLOBAL ([A-Za-z_][\w.]*) whose module \S+ is blocked")
+_WO_DETAIL = re.compile(r"WeightsUnpickler error: *(.*)", re.S)
+_CORRUPT_TYPES = (pickle.UnpicklingError, EOFError, IndexError, KeyError, ValueError, zipfile.BadZipFile,
+                  UnicodeDecodeError, OverflowError)
+
+
+class LoadFailure(NamedTuple):
+    """Why ``torch.load(weights_only=True)`` failed, as :func:`classify_load_error` tells it.
+
+    ``kind`` is one of
+      'refused' -- a readable torch file holding Python objects that a safe load refuses;
+                   ``detail`` names the first one ('argparse.Namespace').  Only such a file may be
+                   worth a trusted (``weights_only=False``) load, and only of a file the user trusts.
+      'blocked' -- a torch file that references a blocked module ('os.system'): never load it.
+      'corrupt' -- not a torch checkpoint, truncated or damaged; ``detail`` says how.
+      'other'   -- a readable file that fails for another reason (e.g. a CUDA tensor without CUDA);
+                   ``detail`` is torch's first line.
+    """
+
+    kind: str
+    detail: str
+
+
+def _header(path: Optional[Path]) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(LEGACY_MAGIC))
+    except (OSError, TypeError):
+        return None
+
+
+def _torch_detail(e: BaseException) -> str:
+    """Torch's own reason, without its boilerplate (and its advice to load unsafely)."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    m = _WO_DETAIL.search(text)
+    if m:
+        text = m.group(1)
+    elif text.startswith("Weights only load failed."):
+        text = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+    text = text.strip()
+    line = text.splitlines()[0].strip() if text else ""
+    line = re.sub(r"\. This is an internal miniz error.*", "", line)
+    if not line or "weights_only" in line:
+        line = type(e).__name__
+    return line
+
+
+def classify_load_error(e: BaseException, path: Optional[PathLike] = None) -> LoadFailure:
+    """Classify an exception of ``torch.load(path, weights_only=True)`` (see :class:`LoadFailure`).
+
+    With ``path``, the file's first bytes are checked too: torch reports a text file that starts
+    with ``c`` as an "Unsupported global", but only a zip archive or a legacy torch file can hold
+    a refused object.
+    """
+    path = Path(path) if path is not None else None
+    head = _header(path) if path is not None else None
+    is_zip = head is not None and head.startswith(ZIP_MAGIC)
+    is_legacy = head is not None and head.startswith(LEGACY_MAGIC)
+    if head is not None and not (is_zip or is_legacy):
+        return LoadFailure("corrupt", f"not a torch checkpoint: it starts with {head[:8]!r}")
+    if is_zip and not zipfile.is_zipfile(path):
+        return LoadFailure("corrupt", "a zip archive cut short or damaged: no central directory at its end")
+    text = str(e)
+    if isinstance(e, pickle.UnpicklingError):
+        m = _REFUSED.search(text)
+        if m:
+            return LoadFailure("refused", m.group(1))
+        m = _BLOCKED.search(text)
+        if m:
+            return LoadFailure("blocked", m.group(1))
+        if "must be imported to load" in text:  # NJTs / DTensors: torch names the module to import
+            return LoadFailure("other", _torch_detail(e))
+    if isinstance(e, _CORRUPT_TYPES) or "PytorchStreamReader" in text or "corrupt" in text:
+        return LoadFailure("corrupt", _torch_detail(e))
+    return LoadFailure("other", _torch_detail(e))
+
+
+def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: Optional[str] = None) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` (or any weights-only checkpoint).
 
-    Raises :class:`CheckpointError` with a one-line reason for a missing, empty or corrupt file.
+    Raises :class:`CheckpointError` with a one-line reason for a missing, empty, corrupt or
+    truncated file (:class:`CorruptCheckpointError`), and :class:`CheckpointObjectsError` for a
+    readable file holding Python objects that a safe load refuses; ``trusted_hint`` (e.g.
+    "convert it with tools/convert_official.py") is appended to that message only, where the
+    caller has a trusted way to load such a file.  The error's ``__cause__`` is torch's exception.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, expected a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -58,7 +208,21 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises a zoo of types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from e
+        kind, detail = classify_load_error(e, path)
+        if kind == "refused":
+            advice = trusted_hint or "cydas_chain loads only checkpoints of tensors and plain values"
+            raise CheckpointObjectsError(
+                f"cannot read checkpoint {path}: it holds Python objects that a safe load refuses "
+                f"({detail}); {advice}", objects=detail) from e
+        if kind == "blocked":
+            raise CheckpointObjectsError(
+                f"cannot read checkpoint {path}: it refers to {detail}, which no checkpoint needs and a "
+                f"safe load refuses; do not load this file", objects=detail) from e
+        if kind == "corrupt":
+            raise CorruptCheckpointError(
+                f"cannot read checkpoint {path}: it is corrupt or truncated ({detail}); copy it again "
+                f"or use another checkpoint") from e
+        raise CheckpointError(f"cannot read checkpoint {path}: {detail}") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state

@@ -35,3 +35,18 @@ def first_line(e: BaseException) -> str:
     text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # str(KeyError) is a repr
     text = text.strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that is not a torch checkpoint, or is truncated or damaged."""
+
+
+class CheckpointObjectsError(CheckpointError):
+    """A readable checkpoint holding Python objects that a safe (weights-only) load refuses.
+
+    ``objects`` names the first refused object, e.g. ``'argparse.Namespace'``.
+    """
+
+    def __init__(self, message: str, objects: str = ""):
+        super().__init__(message)
+        self.objects = objects
