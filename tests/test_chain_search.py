@@ -54,7 +54,7 @@ def test_outputs(finished):
     history = json.loads(read(finished, "teacher_history.json"))
     assert history[0]["event"] == "init" and history[0]["score"] is None
     teachers = [h for h in history if h["event"] in ("init", "teacher")]
-    assert list(ChainArch.from_path(teachers[-1]["path"]).to_path()) == arch["path"]
+    assert teachers[-1]["path"] == arch["path"] == list(ChainArch.from_path(arch["path"]).to_path())  # canonical
     for a, b in zip(teachers, teachers[1:]):  # every replacement: more score, no more MACs
         assert b["macs"] <= a["macs"] and b["step"] > a["step"]
     evals = read(finished, "evaluations.csv").splitlines()
@@ -172,7 +172,7 @@ def test_warmup_then_distillation_and_the_rule(data, tmp_path):
     history = json.loads(read(out, "teacher_history.json"))
     assert all(h["step"] >= 6 for h in history if h["event"] != "init")
     arch = json.loads(read(out, "arch.json"))
-    assert arch["search"]["warmup_epochs"] == 1.2 and arch["budget"]["teacher_macs"] <= 400e6
+    assert arch["search"]["warmup_epochs"] == 1.2 and arch["budget"]["macs"] <= 400e6
 
 
 def test_the_search_learns_on_user_data(tmp_path):
@@ -203,3 +203,25 @@ def test_the_search_learns_on_user_data(tmp_path):
 ])
 def test_bad_search_options(tmp_path, data, flags, message):
     assert message in error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY, *flags, env=ENV))
+
+
+def test_final_evolution(data, tmp_path):
+    """--final evolution: its best path, scored after BN recalibration, becomes arch.json; every path
+    it scored is within the budget, and evolution.json keeps the teacher's score beside it."""
+    out = tmp_path / "evo"
+    run_tool(TOOL, "--data", data, "--out", out, *TINY[2:], "--flops", "350", "--final", "evolution",
+             "--population", "6", "--generations", "3", "--parents", "2", "--calib-batches", "2", env=ENV, check=True)
+    evo = json.loads(read(out, "evolution.json"))
+    arch = json.loads(read(out, "arch.json"))
+    best = [g["best_score"] for g in evo["history"]]
+    assert len(best) == 3 and best == sorted(best)
+    assert arch["chosen_by"] == "evolution" and arch["score"] == best[-1] == evo["top"][0]["score"]
+    assert arch["path"] == list(ChainArchFromPath(evo["top"][0]["path"]).to_path())
+    assert all(t["macs"] <= 350e6 for t in evo["top"]) and arch["fvcore_macs"] <= 350e6
+    assert evo["teacher"]["recalibrated_score"] is not None and arch["teacher"]["path"] == evo["teacher"]["path"]
+
+
+def ChainArchFromPath(path):
+    from cydas_chain.models import ChainArch
+
+    return ChainArch.from_path(path)

@@ -318,13 +318,16 @@ class ChainSearch:
         teacher, incumbent = self.board.teacher, self.board.entries[-1]
         entered = self.board.offer(cand, disagreements)
         wins, losses = disagreements[incumbent.path]
-        record = {"step": self.step, "path": self.space.path_str(cand.path), "macs": cand.macs, "score": cand.score,
+        # outputs name every network by its canonical path (skips last in their stage), as arch.json does
+        record = {"step": self.step, "path": self.space.path_str(self.space.canonical(cand.path)), "macs": cand.macs,
+                  "score": cand.score,
                   "teacher_score": teacher.score, "teacher_macs": teacher.macs, "wins": wins, "losses": losses,
                   "p_value": round(mcnemar_p(wins, losses), 6), "entered": int(entered)}
         self.evaluations.append(record)
         if entered and self.board.teacher == cand:
             self.log.info("step %d: new teacher %s  %.1fM MACs, score %.2f (was %.2f at %.1fM)", self.step,
-                          self.space.path_str(cand.path), cand.macs / 1e6, cand.score, teacher.score, teacher.macs / 1e6)
+                          self.space.path_str(self.space.canonical(cand.path)), cand.macs / 1e6, cand.score,
+                          teacher.score, teacher.macs / 1e6)
         return record
 
     # ---- checkpoints --------------------------------------------------------------------------
@@ -456,7 +459,9 @@ class ChainSearch:
             path, score = tuple(evolution["top"][0]["path"]), evolution["top"][0]["score"]
             metric = (f"top-1 % on the {self.val_count}-image validation subset, supernet weights, BN recalibrated "
                       f"on {self.cfg.calib_batches} training batches")
-            evolution["teacher"] = {"path": list(teacher.path), "score": teacher.score,
+            for top in evolution["top"]:
+                top["path"] = list(self.space.canonical(top["path"]))
+            evolution["teacher"] = {"path": list(self.space.canonical(teacher.path)), "score": teacher.score,
                                     "recalibrated_score": teacher_recalibrated, "macs": teacher.macs}
             text = _dumps(evolution)
             atomic_write(self.out / "evolution.json", lambda f: f.write(text))
@@ -468,11 +473,13 @@ class ChainSearch:
                 "thop_macs": cost.thop_macs, "input_size": self.cfg.cost_size, "num_classes": len(self.classes),
                 "score": score, "score_metric": metric, "chance": 100.0 / len(self.classes), "chosen_by": self.cfg.final,
                 "budget": {"max_macs": self.cfg.max_macs, "macs": macs, "used": round(macs / self.cfg.max_macs, 4)},
-                "teacher": {"path": list(teacher.path), "score": teacher.score, "macs": teacher.macs},
+                "teacher": {"path": list(self.space.canonical(teacher.path)), "score": teacher.score,
+                            "macs": teacher.macs},
                 "search": {**self.cfg.as_dict(), "steps": self.total_steps, "data": self.data_desc}}
         if self.latency is not None:
             info["latency_ms_estimate"] = float(self.latency.values(np.asarray([path]))[0])
-        text, hist = _dumps(info), _dumps(self.board.history)
+        history = [{**h, "path": list(self.space.canonical(h["path"]))} for h in self.board.history]
+        text, hist = _dumps(info), _dumps(history)
         atomic_write(self.out / "arch.json", lambda f: f.write(text))
         atomic_write(self.out / "teacher_history.json", lambda f: f.write(hist))
         self._write_evaluations()

@@ -19,8 +19,6 @@ rename is dropping the ``module.`` prefix; every other key and shape is checked 
 from __future__ import annotations
 
 import os
-import pickle
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.errors import CheckpointError, CydasError, first_line
+from ..core.errors import CheckpointError, CheckpointObjectsError, CydasError, first_line
 from .chain_arch import LAYOUT, PUBLISHED, ArchLike, ChainArch, resolve_arch
 from .cydas import create_chain_model
 
@@ -72,13 +70,10 @@ def load_trusted_checkpoint(path: PathLike) -> Tuple[dict, bool]:
     path = Path(path)
     try:
         return load_checkpoint(path), False
-    except CheckpointError as e:
-        cause = e.__cause__
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(cause)) if cause is not None else None
-        if not (isinstance(cause, pickle.UnpicklingError) and refused):
-            raise
+    except CheckpointObjectsError as e:  # a readable file holding objects (core tells it from a corrupt one)
+        refused = e.objects or "Python objects"
     warnings.warn(
-        f"{path} holds non-tensor objects ({refused.group(1)}) that a weights_only load refuses; "
+        f"{path} holds non-tensor objects ({refused}) that a weights_only load refuses; "
         f"loading it with weights_only=False, which can run code stored in the file: convert only "
         f"files you trust", UnsafeLoadWarning, stacklevel=2)
     try:
