@@ -49,3 +49,18 @@ def assert_one_line_error(proc, *fragments):
     assert "Traceback" not in proc.stderr, proc.stderr
     for frag in fragments:
         assert frag in errors[0], f"{frag!r} not in {errors[0]!r}"
+
+
+def run_two_process_script(tmp_path, source: str, repo_root) -> list:
+    """Run ``source`` (argv: OUT_DIR, REPO_ROOT) under ``torchrun --standalone`` with 2 CPU processes; each
+    writes ``OUT_DIR/rank<r>.json``.  Returns the two ranks' JSON objects."""
+    import json
+    import subprocess
+
+    script = tmp_path / "worker.py"
+    script.write_text(source)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path), str(repo_root)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -1,7 +1,7 @@
 """core.distributed under torchrun: two CPU processes (gloo) agree on values and sums."""
-import json
-import sys
 import textwrap
+
+from conftest import run_two_process_script
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch
@@ -18,15 +18,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_torchrun_two_processes(tmp_path, repo_root):
-    import subprocess
-
-    script = tmp_path / "worker.py"
-    script.write_text(SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path), str(repo_root)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = run_two_process_script(tmp_path, SCRIPT, repo_root)
     assert [r["world"] for r in results] == [2, 2]
     assert [r["main"] for r in results] == [True, False]
     assert all(r["value"] == {"path": [0, 0, 0]} for r in results)

@@ -305,16 +305,9 @@ d.cleanup()
 def test_total_batch_over_two_gloo_processes(tmp_path, repo_root):
     """--batch-size 8 under torchrun with 2 processes: each process loads 4 images a step, both step at
     the rate of the total batch (0.1 x 8 / 64), and the averaged gradients keep their weights equal."""
-    import json
-    import subprocess
-    import sys
-    script = tmp_path / "worker.py"
-    script.write_text(TWO_PROCESS_WORKER)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path), str(repo_root)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    from conftest import run_two_process_script
+
+    r0, r1 = run_two_process_script(tmp_path, TWO_PROCESS_WORKER, repo_root)
     for r in (r0, r1):
         assert r["world"] == 2 and r["batch"] == 8 and r["steps"] == 32 // 8
         assert set(r["seen"]["arch"] + r["seen"]["weight"] + r["seen"]["eval"]) == {4}

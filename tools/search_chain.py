@@ -160,6 +160,11 @@ def main(argv=None) -> int:
     from cydas_chain.chain.evolution import EvolutionConfig
     from cydas_chain.chain.searcher import ChainSearch, SearchConfig
 
+    if embedded and "OMP_NUM_THREADS" not in os.environ:
+        # 32 px images make small tensors: a second intra-op thread gains little, and on a machine whose
+        # cores are busy with other work its spin-waits made steps 10-20x slower (measured).
+        import torch
+        torch.set_num_threads(1)
     dist = init_distributed(args.device)
     amp = dist.device.type == "cuda" if args.amp is None else args.amp
     if amp and dist.device.type != "cuda":
