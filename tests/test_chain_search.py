@@ -86,9 +86,11 @@ def error_line(proc):
 
 
 def test_bad_data(tmp_path, data):
-    assert "not found" in error_line(run_tool(TOOL, "--data", tmp_path / "nope", *TINY, env=ENV))
+    out = ["--out", tmp_path / "o"]  # not the default folder, which a user's own search may hold
+    assert "not found" in error_line(run_tool(TOOL, "--data", tmp_path / "nope", *out, *TINY, env=ENV))
     (tmp_path / "empty").mkdir()
-    assert "no class sub-folders" in error_line(run_tool(TOOL, "--data", tmp_path / "empty", *TINY, env=ENV))
+    assert "no class sub-folders" in error_line(run_tool(TOOL, "--data", tmp_path / "empty", *out, *TINY,
+                                                         env=ENV))
     broken = tmp_path / "broken"
     shutil.copytree(data, broken)
     shutil.rmtree(broken / "val" / "ring")
