@@ -90,8 +90,8 @@ def test_loss_decreases_on_a_repeated_batch(tmp_path):
     data = TensorImageDataset(images, labels, classes=list("abcd"))
     from torchvision import transforms as T
     tf = T.ToTensor()
-    cfg = SearchConfig(max_macs=int(400e6), epochs=40, batch_size=16, img_size=16, lr=0.02, lr_warmup_epochs=0, eval_interval=1,
-                       val_subset=8, seed=0)
+    cfg = SearchConfig(max_macs=int(400e6), epochs=40, batch_size=16, img_size=16, lr=0.02, lr_warmup_epochs=0,
+                       eval_interval=1, val_subset=8, seed=0)
     search = ChainSearch(cfg, data, tf, TensorImageDataset(images[:8], labels[:8], tf, list("abcd")),
                          list("abcd"), tmp_path, DistInfo(), get_logger("test_chain"))
     x = torch.stack([tf(data[i][0]) for i in range(16)])

@@ -73,7 +73,8 @@ class CostTable:
 
 
 @torch.no_grad()
-def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, device, measure) -> Tuple[np.ndarray, np.ndarray]:
+def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, device,
+               measure) -> Tuple[np.ndarray, np.ndarray]:
     """``measure(module, x)`` (a tuple of numbers) of every choice block of ``space`` and of the fixed
     parts, each a standalone timm module in eval mode run on the input it sees in the network.
 

@@ -471,7 +471,8 @@ class ChainSearch:
                           self.cfg.cost_size)
         info = {**arch.to_dict(), "params": cost.params, "fvcore_macs": cost.fvcore_macs,
                 "thop_macs": cost.thop_macs, "input_size": self.cfg.cost_size, "num_classes": len(self.classes),
-                "score": score, "score_metric": metric, "chance": 100.0 / len(self.classes), "chosen_by": self.cfg.final,
+                "score": score, "score_metric": metric, "chance": 100.0 / len(self.classes),
+                "chosen_by": self.cfg.final,
                 "budget": {"max_macs": self.cfg.max_macs, "macs": macs, "used": round(macs / self.cfg.max_macs, 4)},
                 "teacher": {"path": list(self.space.canonical(teacher.path)), "score": teacher.score,
                             "macs": teacher.macs},

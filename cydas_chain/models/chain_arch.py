@@ -1,7 +1,8 @@
 """The CyDAS chain architecture as data.
 
 A :class:`ChainArch` is the list of MBConv op indices of each of the five searched stages (skips
-removed), with the layer slots of the :class:`ChainSpace` it belongs to.  It prints compactly, round-trips through JSON, and turns into timm block strings, from
+removed), with the layer slots of the :class:`ChainSpace` it belongs to.  It prints compactly,
+round-trips through JSON, and turns into timm block strings, from
 which timm's EfficientNet builder makes the network.  The fixed parts (stem, first stage, head) are
 the CyDAS-a/b layout, shared by every architecture of the space.
 """
