@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cydas_chain.darts.genotypes import Genotype, resolve_genotype
+from cydas_chain.models.darts.genotypes import Genotype, resolve_genotype
 from test_darts_data import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]

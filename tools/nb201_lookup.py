@@ -33,7 +33,7 @@ def parse_args(argv=None):
 
 
 def resolve_cell(text: str):
-    from cydas_chain.darts.nb201 import NB201Genotype
+    from cydas_chain.models.darts.nb201 import NB201Genotype
 
     if text.lstrip().startswith("|"):
         return NB201Genotype.from_arch_str(text)

@@ -144,8 +144,8 @@ class BenchLookup:
 
 def write_outputs(out: Path, searcher, bench=None) -> None:
     from cydas_chain.core.checkpoint import atomic_write
-    from cydas_chain.darts.nb201 import NB201_EDGES
     from cydas_chain.darts.plot import draw_darts_cell, draw_nb201_cell
+    from cydas_chain.models.darts.nb201 import NB201_EDGES
 
     def write_json(name, obj):
         atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))

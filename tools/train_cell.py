@@ -67,8 +67,8 @@ def main(argv=None) -> int:
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
     from cydas_chain.darts.data import train_test_sets
-    from cydas_chain.darts.genotypes import resolve_genotype
     from cydas_chain.darts.retrain import RECIPES, build_eval_model, drop_path_at, evaluate, train_one_epoch
+    from cydas_chain.models.darts.genotypes import resolve_genotype
 
     genotype = resolve_genotype(args.genotype)  # bad names / files fail before anything starts
     kind = "tiny" if args.data is None else ("imagenet" if args.dataset == "imagenet" else "cifar")

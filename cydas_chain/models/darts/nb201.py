@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import ArchError
+from ...core.errors import ArchError
 from .embedding import StageEmbedding
 from .operations import NB201_PRIMITIVES, OPS, ReLUConvBN
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.distill import soft_target_kl
+from ...core.distill import soft_target_kl
 
 
 class StageEmbedding(nn.Sequential):
