@@ -7,8 +7,8 @@ import torch
 from torchvision import transforms as T
 
 from cydas_chain.core.data import TensorImageDataset
+from cydas_chain.core.distill import stage_distillation_loss
 from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig, l1_weight_at
-from cydas_chain.models.darts.embedding import stage_distillation_loss
 from cydas_chain.models.darts.genotypes import Genotype, published
 
 

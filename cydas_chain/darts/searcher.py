@@ -37,14 +37,15 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.distill import DISTILL_REDUCTIONS, stage_distillation_loss
 from ..core.distributed import average_gradients, get_rank, get_world_size, is_main_process
 from ..core.errors import CheckpointError, CydasError, first_line
 from ..core.logging import progress
 from ..core.seed import rng_state, set_rng_state
-from ..models.darts.embedding import DISTILL_REDUCTIONS, stage_distillation_loss
 from ..models.darts.eval_net import DartsEvalNetwork, inherit_weights
 from ..models.darts.genotypes import Genotype
-from ..models.darts.nb201 import NB201Genotype, NB201Network, NB201SearchNetwork
+from ..models.darts.nb201 import NB201Genotype, NB201Network
+from .nb201 import NB201SearchNetwork
 from .search_net import DartsSearchNetwork
 
 __all__ = ["SearchConfig", "CyclicSearcher", "l1_weight_at", "PRESETS"]

@@ -1,24 +1,24 @@
-"""The NAS-Bench-201 topology space: a 4-node cell with 6 edges, its search and discrete networks.
+"""The NAS-Bench-201 topology space: a 4-node cell with 6 edges, its genotype and discrete network.
 
 Macro skeleton as in NAS-Bench-201: a 3x3 conv stem, three stages of ``n`` cells (``C``, ``2C``,
 ``4C`` channels) joined by ResNet basic blocks of stride 2, then BN, ReLU, pooling and a classifier.
 Node ``i`` of a cell sums one op on each earlier node; node 3 is the cell output.  An architecture is
-one op per edge, written ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` as in the benchmark.
+one op per edge, written ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` as in the benchmark.  The search
+network (``cydas_chain.darts.nb201``) shares this skeleton.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...core.errors import ArchError
 from .embedding import StageEmbedding
 from .operations import NB201_PRIMITIVES, OPS, ReLUConvBN
 
-__all__ = ["NB201_EDGES", "NB201Genotype", "NB201SearchNetwork", "NB201Network"]
+__all__ = ["NB201_EDGES", "NB201Genotype", "NB201Skeleton", "NB201Network"]
 
 SPACE_NAME = "nb201"
 NB201_EDGES: Tuple[Tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (node, input)
@@ -91,19 +91,6 @@ class ResNetBasicBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
-class NB201SearchCell(nn.Module):
-    def __init__(self, c: int, primitives: Sequence[str]):
-        super().__init__()
-        self.edges = nn.ModuleList(nn.ModuleList(OPS[p](c, 1, False) for p in primitives) for _ in NB201_EDGES)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        for node in (1, 2, 3):
-            nodes.append(sum(sum(w * op(nodes[inp]) for w, op in zip(weights[e], self.edges[e]))
-                             for e, (n, inp) in enumerate(NB201_EDGES) if n == node))
-        return nodes[3]
-
-
 class NB201Cell(nn.Module):
     """A discrete cell; the op on edge (node, input) is ``edges.n{node}_in{input}_{op}``."""
 
@@ -119,7 +106,7 @@ class NB201Cell(nn.Module):
         return nodes[3]
 
 
-class _NB201Skeleton(nn.Module):
+class NB201Skeleton(nn.Module):
     def _build(self, c: int, n: int, num_classes: int, make_cell, affine: bool, embed_hidden):
         self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c))
         self.cells = nn.ModuleList()
@@ -152,36 +139,7 @@ class _NB201Skeleton(nn.Module):
         return self.forward_all(x)["logits"]
 
 
-class NB201SearchNetwork(_NB201Skeleton):
-    def __init__(self, c: int = 16, n: int = 5, num_classes: int = 10,
-                 primitives: Sequence[str] = NB201_PRIMITIVES, embed_hidden: int | None = 128):
-        super().__init__()
-        self.primitives = tuple(primitives)
-        self._build(c, n, num_classes, lambda w: NB201SearchCell(w, self.primitives), False, embed_hidden)
-        self.alpha = nn.Parameter(1e-3 * torch.randn(len(NB201_EDGES), len(self.primitives)))
-
-    def arch_parameters(self) -> List[nn.Parameter]:
-        return [self.alpha]
-
-    def weight_parameters(self) -> List[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name != "alpha"]
-
-    def alphas(self) -> Dict[str, torch.Tensor]:
-        return {"cell": self.alpha.detach().clone()}
-
-    def genotype(self) -> NB201Genotype:
-        """The strongest op of every edge (NAS-Bench-201's rule: ``none`` included)."""
-        return NB201Genotype(tuple(self.primitives[int(i)] for i in self.alpha.detach().argmax(dim=1)))
-
-    def skip_alpha_l1(self) -> torch.Tensor:
-        return self.alpha[:, self.primitives.index("skip_connect")].abs().sum()
-
-    def forward_all(self, x: torch.Tensor) -> dict:
-        w = F.softmax(self.alpha, dim=-1)
-        return self._run(x, lambda cell, h: cell(h, w) if isinstance(cell, NB201SearchCell) else cell(h))
-
-
-class NB201Network(_NB201Skeleton):
+class NB201Network(NB201Skeleton):
     """The discrete network of one NAS-Bench-201 architecture."""
 
     def __init__(self, genotype: NB201Genotype, c: int = 16, n: int = 5, num_classes: int = 10,
