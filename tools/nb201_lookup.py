@@ -15,13 +15,10 @@ Nothing is downloaded.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import ArchError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import ArchError
 
 
 def parse_args(argv=None):

@@ -30,10 +30,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CydasError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CydasError
 
 
 def parse_args(argv=None):

@@ -23,10 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CheckpointError, CydasError, first_line  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CheckpointError, CydasError, first_line
 
 
 def parse_args(argv=None):
