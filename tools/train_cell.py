@@ -37,16 +37,22 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the training checkpointed in --out")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test/val set")
     p.add_argument("--checkpoint", type=Path, help="weights to evaluate (with --eval-only)")
+    # flags named as in the other tools (timm's names): flag -> (recipe key, former spelling)
+    renamed = {"smoothing": ("label_smoothing", "label-smoothing"), "img-size": ("image_size", "image-size")}
     for name, kind, text in [
         ("epochs", int, "training epochs"), ("batch-size", int, "batch size per process"),
         ("lr", float, "initial learning rate"), ("momentum", float, "SGD momentum"),
         ("weight-decay", float, "weight decay"), ("warmup-epochs", int, "linear warmup epochs"),
         ("drop-path", float, "final drop-path probability"), ("aux-weight", float, "auxiliary loss weight (0: no head)"),
-        ("cutout", int, "cutout square size (0: off)"), ("label-smoothing", float, "label smoothing"),
-        ("channels", int, "initial channels"), ("layers", int, "cells"), ("image-size", int, "input size"),
+        ("cutout", int, "cutout square size (0: off)"), ("smoothing", float, "label smoothing"),
+        ("channels", int, "initial channels"), ("layers", int, "cells"), ("img-size", int, "input size"),
         ("grad-clip", float, "gradient-norm clip"),
     ]:
-        p.add_argument(f"--{name}", type=kind, help=f"{text} (default: the recipe's)")
+        dest, former = renamed.get(name, (name.replace("-", "_"), None))
+        p.add_argument(f"--{name}", dest=dest, type=kind, metavar=name.replace("-", "_").upper(),
+                       help=f"{text} (default: the recipe's)")
+        if former:  # the former spelling, still accepted
+            p.add_argument(f"--{former}", dest=dest, type=kind, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
