@@ -12,16 +12,12 @@ states about 1.3x.  Step-level times (median of repeats on one batch) are printe
 """
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch.utils.data import TensorDataset
 
-import torch  # noqa: E402
-from torch.utils.data import TensorDataset  # noqa: E402
-
-from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig  # noqa: E402
+from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig
 
 CONFIGS = {
     # the paper's CIFAR-10 search: 8 cells C=16 searched, 20 cells C=36 evaluated, 32 px

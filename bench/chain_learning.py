@@ -19,7 +19,7 @@ Writes OUT/chain_learning.json and OUT/chain_learning.png.
 import argparse
 import json
 import math
-import sys
+import runpy
 import time
 from pathlib import Path
 
@@ -39,8 +39,8 @@ def curve(name: str, steps: int, every: int, out: Path) -> list:
     from cydas_chain.core.distributed import DistInfo
     from cydas_chain.core.logging import get_logger
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from search_chain import transforms
+    # the search tool's own transforms, read from its file (tools/ is not a package)
+    transforms = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "search_chain.py"))["transforms"]
 
     s = SETTINGS[name]
     root = cdata.make_digits_folder(cdata.embedded_data_root())

@@ -18,6 +18,9 @@ def one_math_thread():
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# The tools the tests start (`python tools/x.py`, which edit no sys.path) import this checkout's package
+# too, not another installed copy of it.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 # Tests never write to the user's cache: the embedded dataset and any other cache go to a tmp dir.
 os.environ.setdefault("XDG_CACHE_HOME", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"cydas-test-cache-{os.getpid()}"))

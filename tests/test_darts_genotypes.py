@@ -4,7 +4,7 @@ import json
 import pytest
 
 from cydas_chain.core.errors import ArchError
-from cydas_chain.darts.genotypes import (PUBLISHED_NAMES, parse_genotype_text, published,
+from cydas_chain.models.darts.genotypes import (PUBLISHED_NAMES, parse_genotype_text, published,
                                          resolve_genotype)
 
 DARTS_V2_NORMAL = (("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),

@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from cydas_chain.core.errors import ArchError, DataError
-from cydas_chain.darts.nb201 import NB201_EDGES, NB201Genotype
 from cydas_chain.darts.nb201_bench import NB201Bench
-from cydas_chain.darts.operations import NB201_PRIMITIVES
+from cydas_chain.models.darts.nb201 import NB201_EDGES, NB201Genotype
+from cydas_chain.models.darts.operations import NB201_PRIMITIVES
 
 ROOT = Path(__file__).resolve().parents[1]
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

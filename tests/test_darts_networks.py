@@ -5,10 +5,10 @@ import torch
 
 import cydas_chain  # noqa: F401  (registers the timm models)
 from cydas_chain.core.flops import count_params
-from cydas_chain.darts.eval_net import DartsEvalNetwork, inherit_weights
-from cydas_chain.darts.genotypes import Genotype, published
-from cydas_chain.darts.operations import DARTS_PRIMITIVES
 from cydas_chain.darts.search_net import DartsSearchNetwork, genotype_from_alpha
+from cydas_chain.models.darts.eval_net import DartsEvalNetwork, inherit_weights
+from cydas_chain.models.darts.genotypes import Genotype, published
+from cydas_chain.models.darts.operations import DARTS_PRIMITIVES
 
 P = {name: i for i, name in enumerate(DARTS_PRIMITIVES)}
 

@@ -7,9 +7,9 @@ import torch
 from torchvision import transforms as T
 
 from cydas_chain.core.data import TensorImageDataset
-from cydas_chain.darts.embedding import stage_distillation_loss
-from cydas_chain.darts.genotypes import Genotype, published
+from cydas_chain.core.distill import stage_distillation_loss
 from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig, l1_weight_at
+from cydas_chain.models.darts.genotypes import Genotype, published
 
 
 def tiny_data(n=32, size=8, classes=3, seed=0):

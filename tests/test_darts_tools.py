@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cydas_chain.darts.genotypes import Genotype, resolve_genotype
+from cydas_chain.models.darts.genotypes import Genotype, resolve_genotype
 from test_darts_data import write_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +94,28 @@ def test_bad_input_gives_one_line(tmp_path):
     assert corrupt.read_bytes().startswith(b"PK")  # nothing already written is lost
     assert_one_error_line(run("train_cell.py", "--eval-only", "--checkpoint", corrupt, tmp_path=tmp_path),
                           "cannot read checkpoint")
+
+
+def tool_module(name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_former_flag_spellings_parse_to_the_same_value(capsys):
+    """--img-size / --smoothing as in the other tools; --image-size / --label-smoothing still work, unlisted."""
+    search, train = tool_module("search_cell"), tool_module("train_cell")
+    assert search.parse_args(["--img-size", "24"]).img_size == search.parse_args(["--image-size", "24"]).img_size == 24
+    assert search.parse_args([]).img_size is None
+    assert train.parse_args(["--img-size", "24"]).image_size == 24  # the recipe's key
+    assert train.parse_args(["--image-size", "24"]).image_size == 24
+    assert train.parse_args(["--smoothing", "0.1"]).label_smoothing == 0.1
+    assert train.parse_args(["--label-smoothing", "0.1"]).label_smoothing == 0.1
+    assert train.parse_args([]).image_size is None and train.parse_args([]).label_smoothing is None
+    for tool in (search, train):
+        with pytest.raises(SystemExit):
+            tool.parse_args(["--help"])
+        listed = capsys.readouterr().out
+        assert "--img-size" in listed and "--image-size" not in listed and "--label-smoothing" not in listed

@@ -23,12 +23,9 @@ Examples:
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import ArchError, CydasError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import ArchError, CydasError
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):

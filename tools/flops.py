@@ -10,13 +10,10 @@ Examples:
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CydasError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CydasError
 
 
 def build_model(target: str, num_classes: int):

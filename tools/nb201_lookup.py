@@ -15,13 +15,10 @@ Nothing is downloaded.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import ArchError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import ArchError
 
 
 def parse_args(argv=None):
@@ -33,7 +30,7 @@ def parse_args(argv=None):
 
 
 def resolve_cell(text: str):
-    from cydas_chain.darts.nb201 import NB201Genotype
+    from cydas_chain.models.darts.nb201 import NB201Genotype
 
     if text.lstrip().startswith("|"):
         return NB201Genotype.from_arch_str(text)

@@ -30,10 +30,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CydasError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CydasError
 
 
 def parse_args(argv=None):
@@ -74,7 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--l1-weight", type=float, help="initial lambda' of the skip L1 term (paper: 5; NB201: unused)")
     p.add_argument("--first-order-darts", action="store_true",
                    help="switch the evaluation network and distillation off (first-order DARTS baseline)")
-    p.add_argument("--image-size", type=int, help="input size (default: 32 CIFAR, 224 ImageNet, 16 embedded)")
+    p.add_argument("--img-size", type=int, help="input size (default: 32 CIFAR, 224 ImageNet, 16 embedded)")
+    p.add_argument("--image-size", dest="img_size", type=int, help=argparse.SUPPRESS)  # the former spelling
     p.add_argument("--subset-fraction", type=float,
                    help="share of every class used before the half/half split "
                         "(default: imagenet 0.2, i.e. 10%% + 10%% as in the paper; otherwise 1)")
@@ -144,8 +143,8 @@ class BenchLookup:
 
 def write_outputs(out: Path, searcher, bench=None) -> None:
     from cydas_chain.core.checkpoint import atomic_write
-    from cydas_chain.darts.nb201 import NB201_EDGES
     from cydas_chain.darts.plot import draw_darts_cell, draw_nb201_cell
+    from cydas_chain.models.darts.nb201 import NB201_EDGES
 
     def write_json(name, obj):
         atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))
@@ -187,7 +186,7 @@ def main(argv=None) -> int:
         bench = BenchLookup(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
         if bench is not None:
             log_bench = f"NAS-Bench-201: {len(bench.bench)} cells in {args.nb201_api} ({bench.bench.source})"
-        image_size = args.image_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
+        image_size = args.img_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
         if not 0.0 < fraction <= 1.0:

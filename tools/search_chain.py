@@ -32,13 +32,10 @@ batch (scaled linearly), linear decay to 0.  MACs are always counted at the depl
 """
 import argparse
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CydasError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CydasError
 
 REAL_DEFAULTS = dict(epochs=120, batch_size=1024, img_size=224, eval_interval=100, val_subset=5000,
                      workers=min(8, os.cpu_count() or 1), save_interval=1000, population=50, generations=20,

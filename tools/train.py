@@ -12,12 +12,8 @@ Examples:
 """
 import argparse
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
+from cydas_chain.core.cli import run_tool
 
 
 def main(argv=None) -> int:

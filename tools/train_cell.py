@@ -23,10 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CheckpointError, CydasError, first_line  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CheckpointError, CydasError, first_line
 
 
 def parse_args(argv=None):
@@ -39,16 +37,22 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue the training checkpointed in --out")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test/val set")
     p.add_argument("--checkpoint", type=Path, help="weights to evaluate (with --eval-only)")
+    # flags named as in the other tools (timm's names): flag -> (recipe key, former spelling)
+    renamed = {"smoothing": ("label_smoothing", "label-smoothing"), "img-size": ("image_size", "image-size")}
     for name, kind, text in [
         ("epochs", int, "training epochs"), ("batch-size", int, "batch size per process"),
         ("lr", float, "initial learning rate"), ("momentum", float, "SGD momentum"),
         ("weight-decay", float, "weight decay"), ("warmup-epochs", int, "linear warmup epochs"),
         ("drop-path", float, "final drop-path probability"), ("aux-weight", float, "auxiliary loss weight (0: no head)"),
-        ("cutout", int, "cutout square size (0: off)"), ("label-smoothing", float, "label smoothing"),
-        ("channels", int, "initial channels"), ("layers", int, "cells"), ("image-size", int, "input size"),
+        ("cutout", int, "cutout square size (0: off)"), ("smoothing", float, "label smoothing"),
+        ("channels", int, "initial channels"), ("layers", int, "cells"), ("img-size", int, "input size"),
         ("grad-clip", float, "gradient-norm clip"),
     ]:
-        p.add_argument(f"--{name}", type=kind, help=f"{text} (default: the recipe's)")
+        dest, former = renamed.get(name, (name.replace("-", "_"), None))
+        p.add_argument(f"--{name}", dest=dest, type=kind, metavar=name.replace("-", "_").upper(),
+                       help=f"{text} (default: the recipe's)")
+        if former:  # the former spelling, still accepted
+            p.add_argument(f"--{former}", dest=dest, type=kind, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
@@ -67,8 +71,8 @@ def main(argv=None) -> int:
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
     from cydas_chain.darts.data import train_test_sets
-    from cydas_chain.darts.genotypes import resolve_genotype
     from cydas_chain.darts.retrain import RECIPES, build_eval_model, drop_path_at, evaluate, train_one_epoch
+    from cydas_chain.models.darts.genotypes import resolve_genotype
 
     genotype = resolve_genotype(args.genotype)  # bad names / files fail before anything starts
     kind = "tiny" if args.data is None else ("imagenet" if args.dataset == "imagenet" else "cifar")

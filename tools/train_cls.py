@@ -28,14 +28,10 @@ Examples:
 import argparse
 import json
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.train import Recipe, TrainConfig, evaluate_checkpoint, train  # noqa: E402
-from cydas_chain.train.classification import EMBEDDED_DEFAULTS, IMAGENET_DEFAULTS  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.train import Recipe, TrainConfig, evaluate_checkpoint, train
+from cydas_chain.train.classification import EMBEDDED_DEFAULTS, IMAGENET_DEFAULTS
 
 
 def data_default(name: str) -> str:

@@ -88,6 +88,20 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def average_gradients(params) -> None:
+    """Average gradients over DDP ranks (a no-op in one process).
+
+    Explicit rather than ``DistributedDataParallel``: the DARTS searcher rebuilds the evaluation network and
+    calls ``forward_all`` on its networks, neither of which suits DDP's wrapper.
+    """
+    world = get_world_size()
+    if world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            all_reduce_sum(p.grad).div_(world)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send a picklable value from ``src`` to every rank (e.g. a sampled path, a decision)."""
     if not is_dist():

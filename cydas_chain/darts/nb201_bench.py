@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from ..core.errors import DataError, first_line
-from .nb201 import NB201Genotype
+from ..models.darts.nb201 import NB201Genotype
 
 __all__ = ["NB201Bench", "BENCH_DATASETS", "format_accuracies"]
 

@@ -8,9 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..core.distributed import all_reduce_sum
+from ..core.distributed import all_reduce_sum, average_gradients
 from ..core.logging import progress
-from .searcher import average_gradients
 
 # The paper's recipes (CyDAS Sec. 4, following DARTS); the tool's defaults.
 RECIPES: Dict[str, Dict] = {
@@ -82,7 +81,7 @@ def build_eval_model(genotype, dataset: str, num_classes: int, channels: int, la
                      auxiliary: bool, drop_path: float = 0.0) -> nn.Module:
     import timm
 
-    from . import timm_models  # noqa: F401  (registers the models)
+    from .. import models  # noqa: F401  (registers the models)
 
     name = "cydas_darts_imagenet" if dataset == "imagenet" else "cydas_darts_cifar"
     return timm.create_model(name, genotype=genotype, num_classes=num_classes, c=channels, layers=layers,

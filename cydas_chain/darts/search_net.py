@@ -1,17 +1,18 @@
 """The DARTS search network: cells of mixed ops weighted by softmax(alpha), and its discretization."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import StageEmbedding, stage_indices
-from .genotypes import Genotype
-from .operations import DARTS_PRIMITIVES, OPS, FactorizedReduce, ReLUConvBN
+from ..models.darts.embedding import StageEmbedding, stage_indices
+from ..models.darts.eval_net import Stem
+from ..models.darts.genotypes import Genotype
+from ..models.darts.operations import DARTS_PRIMITIVES, OPS, FactorizedReduce, ReLUConvBN
 
-__all__ = ["MixedOp", "SearchCell", "DartsSearchNetwork", "genotype_from_alpha", "Stem"]
+__all__ = ["MixedOp", "SearchCell", "DartsSearchNetwork", "genotype_from_alpha"]
 
 
 class MixedOp(nn.Module):
@@ -51,50 +52,6 @@ class SearchCell(nn.Module):
             states.append(sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states)))
             offset += len(states) - 1
         return torch.cat(states[-self.multiplier:], dim=1)
-
-
-class Stem(nn.Module):
-    """The two input states of the first cell.
-
-    ``cifar``: one 3x3 conv, both states equal.  ``imagenet`` (DARTS): ``stem0`` = two stride-2 3x3
-    convs (224 -> 56) gives state 0, ``stem1`` = one more stride-2 conv (56 -> 28) gives state 1.
-    """
-
-    def __init__(self, kind: str, c_stem: int, c: int):
-        super().__init__()
-        if kind not in ("cifar", "imagenet"):
-            raise ValueError(f"unknown stem '{kind}' (cifar or imagenet)")
-        self.kind = kind
-        if kind == "cifar":
-            self.stem0 = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
-            self.stem1 = None
-        else:
-            self.stem0 = nn.Sequential(
-                nn.Conv2d(3, c // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c // 2),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
-            self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        s0 = self.stem0(x)
-        if self.stem1 is None:
-            return s0, s0
-        return s0, self.stem1(s0)
-
-    def forward_levels(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
-        """``forward`` and the outputs at each resolution inside the stem (ImageNet: strides 2 and 4)."""
-        if self.stem1 is None:
-            s0 = self.stem0(x)
-            return s0, s0, []
-        levels = []
-        h = x
-        for i, layer in enumerate(self.stem0):
-            h = layer(h)
-            if i == 2:  # after the first stride-2 conv, BN and ReLU
-                levels.append(h)
-        levels.append(h)
-        return h, self.stem1(h), levels
 
 
 class DartsSearchNetwork(nn.Module):

@@ -7,8 +7,8 @@ Two networks are trained in turn:
 
 Every ``update_every`` steps (S_U) alpha is discretized; when the genotype changed, the evaluation
 network is rebuilt and inherits the trained weights of every (cell, edge, op) it shares with any
-earlier one (a weight bank keyed by parameter name, see :mod:`.eval_net`); it is then trained for
-S_E (``eval_steps`` steps, or ``eval_epochs`` epochs) on the val split (Eq. 7).  Every step then:
+earlier one (a weight bank keyed by parameter name, see :mod:`cydas_chain.models.darts.eval_net`); it is
+then trained for S_E (``eval_steps`` steps, or ``eval_epochs`` epochs) on the val split (Eq. 7).  Every step then:
 
 1. on a val batch, alpha and ``w_E`` are updated jointly by Adam, minimising
    ``L^S_val + L^E_val + lambda * L^{S,E}_val + lambda' * ||alpha_skip||_1`` (Eq. 8, 11), where
@@ -37,14 +37,15 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.distributed import all_reduce_sum, get_rank, get_world_size, is_main_process
+from ..core.distill import DISTILL_REDUCTIONS, stage_distillation_loss
+from ..core.distributed import average_gradients, get_rank, get_world_size, is_main_process
 from ..core.errors import CheckpointError, CydasError, first_line
 from ..core.logging import progress
 from ..core.seed import rng_state, set_rng_state
-from .embedding import DISTILL_REDUCTIONS, stage_distillation_loss
-from .eval_net import DartsEvalNetwork, inherit_weights
-from .genotypes import Genotype
-from .nb201 import NB201Genotype, NB201Network, NB201SearchNetwork
+from ..models.darts.eval_net import DartsEvalNetwork, inherit_weights
+from ..models.darts.genotypes import Genotype
+from ..models.darts.nb201 import NB201Genotype, NB201Network
+from .nb201 import NB201SearchNetwork
 from .search_net import DartsSearchNetwork
 
 __all__ = ["SearchConfig", "CyclicSearcher", "l1_weight_at", "PRESETS"]
@@ -152,20 +153,6 @@ def l1_weight_at(epoch: int, cfg: SearchConfig) -> float:
     if decay_epochs <= 0 or epoch >= decay_epochs:
         return 0.0
     return cfg.l1_weight * (1.0 - epoch / decay_epochs)
-
-
-def average_gradients(params) -> None:
-    """Average gradients over DDP ranks (a no-op in one process).
-
-    Explicit rather than ``DistributedDataParallel``: the searcher rebuilds the evaluation network and
-    calls ``forward_all`` on its networks, neither of which suits DDP's wrapper.
-    """
-    world = get_world_size()
-    if world == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            all_reduce_sum(p.grad).div_(world)
 
 
 def _cycle(loader_fn: Callable[[int], DataLoader]) -> Iterator:

@@ -21,8 +21,8 @@ from __future__ import annotations
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from ..core.checkpoint import load_checkpoint
-from ..core.errors import CheckpointError
+from ...core.checkpoint import load_checkpoint
+from ...core.errors import CheckpointError
 from .eval_net import DartsEvalNetwork
 from .genotypes import resolve_genotype
 

@@ -24,9 +24,52 @@ from torch import nn
 from .embedding import StageEmbedding, stage_indices
 from .genotypes import Genotype
 from .operations import OPS, FactorizedReduce, ReLUConvBN, drop_path
-from .search_net import Stem
 
-__all__ = ["EvalCell", "DartsEvalNetwork", "AuxiliaryHead", "edge_key", "inherit_weights"]
+__all__ = ["Stem", "EvalCell", "DartsEvalNetwork", "AuxiliaryHead", "edge_key", "inherit_weights"]
+
+
+class Stem(nn.Module):
+    """The two input states of the first cell.
+
+    ``cifar``: one 3x3 conv, both states equal.  ``imagenet`` (DARTS): ``stem0`` = two stride-2 3x3
+    convs (224 -> 56) gives state 0, ``stem1`` = one more stride-2 conv (56 -> 28) gives state 1.
+    """
+
+    def __init__(self, kind: str, c_stem: int, c: int):
+        super().__init__()
+        if kind not in ("cifar", "imagenet"):
+            raise ValueError(f"unknown stem '{kind}' (cifar or imagenet)")
+        self.kind = kind
+        if kind == "cifar":
+            self.stem0 = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+            self.stem1 = None
+        else:
+            self.stem0 = nn.Sequential(
+                nn.Conv2d(3, c // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c // 2),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
+            self.stem1 = nn.Sequential(
+                nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        s0 = self.stem0(x)
+        if self.stem1 is None:
+            return s0, s0
+        return s0, self.stem1(s0)
+
+    def forward_levels(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """``forward`` and the outputs at each resolution inside the stem (ImageNet: strides 2 and 4)."""
+        if self.stem1 is None:
+            s0 = self.stem0(x)
+            return s0, s0, []
+        levels = []
+        h = x
+        for i, layer in enumerate(self.stem0):
+            h = layer(h)
+            if i == 2:  # after the first stride-2 conv, BN and ReLU
+                levels.append(h)
+        levels.append(h)
+        return h, self.stem1(h), levels
 
 
 def edge_key(node: int, inp: int, op: str) -> str:

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Tuple, Union
 
-from ..core.errors import ArchError
+from ...core.errors import ArchError
 from .operations import DARTS_PRIMITIVES
 
 __all__ = ["Genotype", "PUBLISHED_NAMES", "published", "resolve_genotype", "parse_genotype_text"]
@@ -31,7 +31,7 @@ __all__ = ["Genotype", "PUBLISHED_NAMES", "published", "resolve_genotype", "pars
 SPACE_NAME = "darts"
 Edge = Tuple[str, int]
 
-# name -> file in cydas_chain/darts/published/ (copies of the official files, unchanged)
+# name -> file in cydas_chain/models/darts/published/ (copies of the official files, unchanged)
 PUBLISHED_NAMES = {
     "dartsv1": "DARTS first order (Liu et al., ICLR 2019)",
     "dartsv2": "DARTS second order (Liu et al., ICLR 2019)",
