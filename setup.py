@@ -32,7 +32,7 @@ MM = [
     "regex",
     "pycocotools>=2.0.7",
 ]
-TEST = ["pytest>=8", "pytest-xdist>=3.5"]
+TEST = ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.10"]
 # NAS-Bench-201 results through the benchmark's own packages (tools/nb201_lookup.py, search_cell
 # --nb201-api); without them the NAS-Bench-201 .pth file is read by cydas_chain.darts.nb201_bench.
 NB201 = ["nas-bench-201==2.1", "nats_bench==1.8"]
@@ -48,5 +48,5 @@ setup(
     include_package_data=True,
     package_data={"cydas_chain": ["**/*.json", "**/*.csv.gz", "**/*.md"]},
     install_requires=CORE,
-    extras_require={"mm": MM, "test": TEST, "nb201": NB201},
+    extras_require={"mm": MM, "test": TEST, "nb201": NB201, "bench": ["scipy>=1.10"]},
 )

@@ -1,0 +1,82 @@
+"""bench/search_quality.py end to end on a tiny data set (every section present, numbers finite, plot
+written), and its one-line errors.  The statistics themselves are tested in test_stats.py."""
+import json
+import math
+
+import pytest
+
+pytest.importorskip("scipy")
+
+from conftest import ROOT, assert_one_line_error, run_tool  # noqa: E402
+
+pytestmark = pytest.mark.slow
+BENCH = ROOT / "bench" / "search_quality.py"
+TINY = ["--paths", "3", "--seeds", "2", "--train-epochs", "1", "--train-batch", "32", "--epochs", "1",
+        "--batch-size", "32", "--eval-interval", "1", "--population", "2", "--generations", "1", "--parents", "1",
+        "--calib-batches", "1", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """13 train + 4 val digits per class, no test/ (the bench splits val/ in two)."""
+    from PIL import Image
+
+    from cydas_chain.core.data import load_digits_array
+
+    root = tmp_path_factory.mktemp("digits")
+    images, labels = load_digits_array()
+    for c in range(10):
+        idx = [i for i in range(len(labels)) if labels[i] == c][:17]
+        for k, i in enumerate(idx):
+            d = root / ("train" if k < 13 else "val") / str(c)
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i], mode="L").save(d / f"{i}.png")
+    return root
+
+
+def _finite_numbers(obj, where="json"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _finite_numbers(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _finite_numbers(v, f"{where}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield where, obj
+
+
+def test_tiny_run(tiny_data, tmp_path):
+    out = tmp_path / "sq"
+    proc = run_tool(BENCH, "--data", tiny_data, "--out", out, *TINY, check=True, timeout=300)
+    assert "(a) ranking" in proc.stdout and "(b) selection" in proc.stdout
+    res = json.loads((out / "search_quality.json").read_text())
+    assert {"meta", "settings", "ranking", "seed_spread", "selection", "random_paths", "supernets"} <= set(res)
+    for name in ("distill", "no_distill"):
+        for kind in ("score", "recalibrated"):
+            r = res["ranking"][name][kind]["test"]
+            assert set(r) == {"tau", "p", "rho", "p_rho"}
+            # tiny trainings may tie (constant accuracies make tau undefined: null); defined ones are in range
+            assert all(v is None or -1 <= v <= 1 for v in (r["tau"], r["rho"]))
+    assert len(res["random_paths"]) == 3
+    for e in res["random_paths"]:
+        assert len(e["test"]) == len(e["val"]) == 2 and e["macs"] <= 400e6
+        assert all(k in e for k in ("distill_score", "distill_recalibrated", "no_distill_score",
+                                    "no_distill_recalibrated"))
+    sel = res["selection"]
+    assert {"distill/teacher", "distill/evolution"} <= set(sel["searched"])
+    for e in sel["searched"].values():
+        assert 1 <= e["rank_test"]["rank"] <= 4 and e["rank_test"]["of"] == 4 and e["macs"] <= 400e6
+    assert set(res["seed_spread"]["test"]) >= {"mean_abs_diff", "within_std", "between_std"}
+    numbers = list(_finite_numbers({k: res[k] for k in ("selection", "random_paths", "supernets")}))
+    assert numbers and all(math.isfinite(v) for _, v in numbers)
+    assert all(math.isfinite(v) for _, v in _finite_numbers(res["seed_spread"]["test"]))
+    assert (out / "search_quality.png").stat().st_size > 10_000
+
+
+def test_bad_input(tmp_path):
+    proc = run_tool(BENCH, "--data", tmp_path / "nowhere", "--out", tmp_path / "o", timeout=120)
+    assert_one_line_error(proc, "needs train/")
+    proc = run_tool(BENCH, "--paths", "1", "--out", tmp_path / "o", timeout=120)
+    assert_one_line_error(proc, "--paths")
+    proc = run_tool(BENCH, "--flops", "10", "--out", tmp_path / "o", timeout=120)
+    assert_one_line_error(proc, "budget")

@@ -1,0 +1,49 @@
+"""The benchmark statistics on fixed numbers, against values worked by hand."""
+import math
+
+import pytest
+
+pytest.importorskip("scipy")
+
+from cydas_chain.core import stats  # noqa: E402
+
+
+def test_one_discordant_pair():
+    # x = 1..5, y swaps the last two: of the C(5,2) = 10 pairs only (4,5) is discordant, so
+    # tau = (concordant - discordant) / pairs = (9 - 1) / 10 = 0.8.  Rank differences d = 0,0,0,-1,1:
+    # rho = 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / (5 * 24) = 0.9.
+    x, y = [1, 2, 3, 4, 5], [10, 20, 30, 50, 40]
+    assert stats.kendall_tau(x, y)["tau"] == pytest.approx(0.8)
+    assert stats.spearman_rho(x, y)["rho"] == pytest.approx(0.9)
+    # exact two-sided p of tau = 0.8 with n = 5: permutations with <= 1 discordant pair are 1 + 4 = 5
+    # of 120 (the Mahonian numbers 1, 4, ...), doubled for both tails: 10 / 120 = 1/12.
+    assert stats.kendall_tau(x, y)["p"] == pytest.approx(1 / 12)
+
+
+def test_reversed_and_undefined():
+    # every pair discordant: tau = -1; d = 4,2,0,-2,-4: rho = 1 - 6 * 40 / 120 = -1
+    assert stats.kendall_tau([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])["tau"] == pytest.approx(-1.0)
+    assert stats.spearman_rho([1, 2, 3, 4, 5], [5, 4, 3, 2, 1])["rho"] == pytest.approx(-1.0)
+    assert math.isnan(stats.kendall_tau([1, 2, 3], [7, 7, 7])["tau"])  # a constant list ranks nothing
+    assert math.isnan(stats.spearman_rho([1], [2])["rho"])
+
+
+def test_rank_among():
+    # 97.0 among 95, 98, 96, 97.5: two are better (98, 97.5), so rank 3 of 5; it beats 2 of 4 = 0.5
+    r = stats.rank_among(97.0, [95, 98, 96, 97.5])
+    assert (r["rank"], r["of"], r["beaten"]) == (3, 5, 0.5)
+    # a tie counts half: 96 among 96, 95, 99 beats 1 + 0.5 of 3
+    r = stats.rank_among(96.0, [96, 95, 99])
+    assert (r["rank"], r["of"]) == (2, 4) and r["beaten"] == pytest.approx(0.5)
+    assert stats.rank_among(100.0, [1, 2])["rank"] == 1
+
+
+def test_mean_std_and_seed_spread():
+    # mean of 1, 2, 3 is 2; sample std sqrt(((1)^2 + 0 + 1^2) / 2) = 1
+    assert stats.mean_std([1, 2, 3]) == {"mean": 2.0, "std": 1.0, "n": 3}
+    # items (90, 92) and (95, 94): |diffs| 2 and 1 -> 1.5; per-item variances 2 and 0.5 -> within
+    # sqrt(1.25); item means 91 and 94.5 -> between std |94.5 - 91| / sqrt(2)
+    s = stats.seed_spread([[90, 92], [95, 94]])
+    assert s["mean_abs_diff"] == pytest.approx(1.5)
+    assert s["within_std"] == pytest.approx(math.sqrt(1.25))
+    assert s["between_std"] == pytest.approx(3.5 / math.sqrt(2))
