@@ -19,7 +19,6 @@ Writes OUT/chain_learning.json and OUT/chain_learning.png.
 import argparse
 import json
 import math
-import runpy
 import time
 from pathlib import Path
 
@@ -39,12 +38,10 @@ def curve(name: str, steps: int, every: int, out: Path) -> list:
     from cydas_chain.core.distributed import DistInfo
     from cydas_chain.core.logging import get_logger
 
-    # the search tool's own transforms, read from its file (tools/ is not a package)
-    transforms = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "search_chain.py"))["transforms"]
 
     s = SETTINGS[name]
     root = cdata.make_digits_folder(cdata.embedded_data_root())
-    tf, _ = transforms(32, embedded=True)
+    tf, _ = cdata.search_transforms(32, embedded=True)
     train, val, classes = cdata.train_val_folders(root, None, tf)
     epochs = -(-steps // (len(train) // 64)) + 1
     cfg = SearchConfig(max_macs=int(400e6), epochs=epochs, batch_size=64, img_size=32, lr=s["lr"],

@@ -20,7 +20,7 @@ Data: by default the embedded real handwritten digits (scikit-learn's digits, 1,
 written once to OUT/data as a stratified seeded 60/20/20 train/val/test ImageFolder: the search
 trains on train and scores paths on val; standalone networks train on train and report val and test.
 --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
-stratified).  Transforms are the search tool's (tools/search_chain.py): for the digits, resize to
+stratified).  Transforms are the search tool's (core.data.search_transforms): for the digits, resize to
 --img-size and ImageNet normalisation, no augmentation.
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
@@ -43,10 +43,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cydas_chain.core.cli import run_tool  # noqa: E402
-from cydas_chain.core.errors import CydasError, DataError  # noqa: E402
+from cydas_chain.core.cli import run_tool
+from cydas_chain.core.errors import CydasError, DataError
 
 SUPERNETS = {"distill": 1.0, "no_distill": 0.0}  # name -> distill_weight (everything else equal)
 SCORE_KINDS = ("score", "recalibrated")
@@ -142,10 +140,9 @@ def load_data(spec: dict, img_size: int):
     from torch.utils.data import Subset
 
     from cydas_chain.core import data as cdata
-    from tools.search_chain import transforms
 
     root = Path(spec["root"])
-    train_tf, val_tf = transforms(img_size, embedded=spec["embedded"])
+    train_tf, val_tf = cdata.search_transforms(img_size, embedded=spec["embedded"])
     train = cdata.image_folder(root / "train")
     if spec["val_idx"] is None:
         val, test = cdata.image_folder(root / "val", val_tf), cdata.image_folder(root / "test", val_tf)
@@ -458,7 +455,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                                 "optimizer": "timm momentum 0.9, weight decay 4e-5",
                                 "schedule": "timm CosineLRScheduler per step, half-epoch warm-up from lr/100",
                                 "init": "timm, classifier zeroed", "augmentation": "none (embedded)" if data["embedded"]
-                                else "tools/search_chain.py transforms"},
+                                else "core.data.search_transforms"},
                      "supernets": {n: {"distill_weight": w} for n, w in SUPERNETS.items()},
                      "search": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                 "eval_interval": args.eval_interval, "warmup_epochs": args.epochs / 6,

@@ -116,19 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def transforms(img_size: int, embedded: bool, crop_scale: float = 0.08):
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-    from torchvision import transforms as T
-
-    norm = [T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)]
-    if embedded:  # 8x8 digits: upscaled, no augmentation (measured: a random shift halves what a
-        # 200-step search learns on them; docs/chain.md), no flips (a flipped digit is another)
-        resize = T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR), *norm])
-        return resize, resize
-    return (T.Compose([T.RandomResizedCrop(img_size, scale=(crop_scale, 1.0)), T.RandomHorizontalFlip(), *norm]),
-            T.Compose([T.Resize(int(round(img_size / 0.875))), T.CenterCrop(img_size), *norm]))
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     embedded = args.data is None
@@ -184,7 +171,7 @@ def main(argv=None) -> int:
         root, data_desc = args.data, str(args.data)
     if not 0.0 < args.crop_scale <= 1.0:
         raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-    train_tf, val_tf = transforms(args.img_size, embedded, args.crop_scale)
+    train_tf, val_tf = cdata.search_transforms(args.img_size, embedded, args.crop_scale)
     train_set, val_set, classes = cdata.train_val_folders(root, None, val_tf, seed=args.seed)
 
     cfg = SearchConfig(

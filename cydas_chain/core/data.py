@@ -102,6 +102,25 @@ class TensorImageDataset(Dataset):
         return img, self.targets[i]
 
 
+def search_transforms(img_size: int, embedded: bool, crop_scale: float = 0.08):
+    """(train, val) transforms of the chain search and its benchmarks.
+
+    ``embedded`` (the 8x8 digits): upscaled to ``img_size``, no augmentation (measured: a random shift
+    halves what a 200-step search learns on them; docs/chain.md), no flips (a flipped digit is
+    another).  Otherwise ImageNet's: random-resized crops of at least ``crop_scale`` of the area and
+    flips for training; resize to ``img_size / 0.875`` and centre crop for validation.
+    """
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    from torchvision import transforms as T
+
+    norm = [T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)]
+    if embedded:
+        resize = T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR), *norm])
+        return resize, resize
+    return (T.Compose([T.RandomResizedCrop(img_size, scale=(crop_scale, 1.0)), T.RandomHorizontalFlip(), *norm]),
+            T.Compose([T.Resize(int(round(img_size / 0.875))), T.CenterCrop(img_size), *norm]))
+
+
 # --------------------------------------------------------------------------------------------
 # Embedded default: real handwritten digits shipped inside the package (see embedded/README.md).
 # --------------------------------------------------------------------------------------------
