@@ -25,8 +25,10 @@ stratified).  Transforms are the search tool's (core.data.search_transforms): fo
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
 on CPU) together with the two supernet searches, which start first.  The defaults (N=20 paths, 2
-seeds, 4 epochs a training, 10-epoch searches, a 12 x 4 evolution) take about 35-40 minutes on 2
-CPU cores; --device cuda for a GPU.
+seeds, 4 epochs a training, 10-epoch searches, a 12 x 4 evolution) took 56 minutes on 2 CPU cores
+shared with other jobs (load ~5; each search ~17 min, each training ~1.5-2 min); --device cuda for a GPU.
+On the digits the 4-epoch recipe is noisy (seed-to-seed std ~6 points): more --seeds or --train-epochs
+separate architectures better where time allows.
 
   python bench/search_quality.py                                  # digits, 400M MACs, CPU
   python bench/search_quality.py --device cuda --workers 4 --paths 40 --seeds 3
