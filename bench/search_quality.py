@@ -47,6 +47,7 @@ from pathlib import Path
 
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError, DataError
+from cydas_chain.core.logging import json_safe
 
 SUPERNETS = {"distill": 1.0, "no_distill": 0.0}  # name -> distill_weight (everything else equal)
 SCORE_KINDS = ("score", "recalibrated")
@@ -363,7 +364,7 @@ def main(argv=None) -> int:
         pending[pool.submit(search_job, job)] = name
     for p in randoms:
         train(p)
-    done_count, total_trainings = 0, None
+    done_count = 0
     try:
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
@@ -387,7 +388,7 @@ def main(argv=None) -> int:
         pool.shutdown()
 
     result = summarise(args, data, space, table, randoms, searches, trained, time.time() - t0)
-    text = json.dumps(_json_safe(result), indent=1)
+    text = json.dumps(json_safe(result), indent=1)
     (args.out / "search_quality.json").write_text(text + "\n")
     plot(result, args.out / "search_quality.png")
     print_summary(result)
@@ -475,16 +476,6 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
 
 def _rho(d):
     return {"rho": d["rho"], "p_rho": d["p"]}
-
-
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def print_summary(res: dict) -> None:

@@ -41,7 +41,7 @@ from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..core.distill import soft_target_kl
 from ..core.distributed import DistInfo, all_reduce_sum, is_main_process
 from ..core.errors import CheckpointError, CydasError, DataError, first_line
-from ..core.logging import MetricWriter, progress
+from ..core.logging import MetricWriter, json_safe, progress
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
 from .board import Board, Entry, ReplacementRule, mcnemar_p
@@ -515,18 +515,9 @@ def _fmt_score(s: float) -> str:
 
 def _dumps(obj) -> bytes:
     """Indented JSON with lists of numbers on one line (paths stay readable)."""
-    text = json.dumps(_json_safe(obj), indent=1)
+    text = json.dumps(json_safe(obj), indent=1)
     text = re.sub(r"\[[\s\d,.eE+-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
                   text)
     return (text + "\n").encode()
 
 
-def _json_safe(obj):
-    """NaN (a score not measured yet) as null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj

@@ -234,3 +234,17 @@ class MetricWriter:
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def json_safe(obj):
+    """``obj`` with non-finite floats (a score not measured yet, an undefined statistic) as None, so
+    that ``json.dumps`` writes standard JSON (``null``) instead of ``NaN``."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
