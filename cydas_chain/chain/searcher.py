@@ -374,7 +374,7 @@ class ChainSearch:
         set_rng_state(state["rng"])
 
     # ---- the loop -----------------------------------------------------------------------------
-    def run(self, resume: Optional[Path] = None, stop_after: Optional[int] = None) -> dict:
+    def run(self, resume: Optional[Path] = None) -> dict:
         cfg = self.cfg
         metrics = MetricWriter(self.out)
         if resume is not None:
@@ -422,11 +422,6 @@ class ChainSearch:
                                 teacher=f"{teacher.macs / 1e6:.0f}M/{_fmt_score(teacher.score)}")
                 if self.step % self.save_interval == 0 or self.step == self.total_steps:
                     self.save()
-                if stop_after is not None and self.step >= stop_after:  # debugging: a hard kill
-                    bar.close()
-                    metrics.close()
-                    self._write_trace()
-                    os._exit(75)
         bar.close()
         metrics.close()
         self._write_trace()
