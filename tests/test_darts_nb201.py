@@ -138,6 +138,18 @@ def test_lookup_reads_the_benchmark_format(bench_file):
         bench.lookup("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
 
 
+def test_reading_a_file_keeps_the_process_wide_allow_list(bench_file):
+    """Reading a benchmark file must not take away what importing cydas_chain.mm allow-lists for the
+    whole process (mmengine checkpoints hold numpy dtypes): a bug that made mm tests fail whenever an
+    NB201 test had run before them in the same process."""
+    import numpy as np
+    import torch
+
+    torch.serialization.add_safe_globals([np.dtype])  # as cydas_chain.mm does on import
+    NB201Bench(bench_file, use_package=False)
+    assert np.dtype in torch.serialization.get_safe_globals()
+
+
 def test_the_benchmarks_package_reads_the_same_file(bench_file):
     pytest.importorskip("nas_201_api")
     package, ours = NB201Bench(bench_file), NB201Bench(bench_file, use_package=False)

@@ -52,8 +52,12 @@ def _safe_globals():
 
 def _load_pth(path: Path) -> Dict[str, Any]:
     import torch
+    # Only what is not allowed already: leaving the context removes what it added, and would take away
+    # the numpy types that importing cydas_chain.mm allow-lists for the whole process.
+    allowed = torch.serialization.get_safe_globals()
+    extra = [g for g in _safe_globals() if g not in allowed]
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        with torch.serialization.safe_globals(extra):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one line
         raise DataError(f"cannot read NAS-Bench-201 file {path}: {first_line(e)}") from None
