@@ -319,8 +319,6 @@ def main(argv=None) -> int:
     stats._scipy_stats()
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    import numpy as np
-
     from cydas_chain.chain import PathSampler, build_cost_table
     from cydas_chain.models import DEFAULT_SLOTS, ChainSpace
 

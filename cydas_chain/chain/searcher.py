@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -188,6 +187,7 @@ class ChainSearch:
                 self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
         self.val_batches = self._load_val_subset(val_set)
+        self._calib: Optional[List[torch.Tensor]] = None  # loaded on first use (evolution, benchmarks)
         self.step = 0
 
     # ---- data ---------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ class ChainSearch:
     # ---- scores after BN recalibration (evolution, benchmarks) ----------------------------------
     def _calibration_batches(self) -> List[torch.Tensor]:
         """Fixed training batches (the same on every rank, so every rank recalibrates alike)."""
-        if getattr(self, "_calib", None) is None:
+        if self._calib is None:
             n = min(self.cfg.calib_batches * self.local_batch, len(self.train_set))
             idx = np.random.default_rng([self.cfg.seed, 13]).permutation(len(self.train_set))[:n]
             loader = DataLoader(torch.utils.data.Subset(self.train_set, idx.tolist()), batch_size=self.local_batch,
