@@ -62,11 +62,29 @@ def test_replacement_rule_with_the_paired_test(wins, losses, d_macs, replaced):
     assert bare.offer(cand) == (wins > losses and d_macs <= 0)
 
 
+# The released code's escape (acc_gap): a path with more MACs replaces when it is > gap points better.
+@pytest.mark.parametrize("d_score, d_macs, replaced", [
+    (+6, +10, True), (+5, +10, False), (+4, +10, False),  # more MACs: only beyond the gap
+    (+1, 0, True), (+1, -10, True), (0, -10, False),       # no more MACs: the paper's rule, unchanged
+])
+def test_replacement_gap_for_more_macs(d_score, d_macs, replaced):
+    b = board_with_teacher(50.0, 300, rule=ReplacementRule("none", gap=5.0))
+    cand = Entry((2,) * 20, 300 + d_macs, 50.0 + d_score, step=7)
+    assert b.offer(cand) == replaced
+    # with the paired test as well: a 60-40 split of 100 disagreements is significant (p 0.028)
+    paired = board_with_teacher(50.0, 300, rule=ReplacementRule("mcnemar", 0.05, gap=5.0))
+    assert paired.offer(cand, {(1,) * 20: (60, 40)}) == replaced
+    assert not board_with_teacher(50.0, 300, rule=ReplacementRule("mcnemar", 0.05, gap=5.0)).offer(
+        cand, {(1,) * 20: (11, 9)})  # the same scores with 20 disagreements: within the noise
+
+
 def test_rule_options_are_checked():
     with pytest.raises(ValueError, match="one of mcnemar, none"):
         ReplacementRule("margin")
     with pytest.raises(ValueError, match="alpha"):
         ReplacementRule("mcnemar", 0.0)
+    with pytest.raises(ValueError, match="gap"):
+        ReplacementRule("mcnemar", 0.05, gap=-1.0)
 
 
 def test_unscored_teacher_loses_to_any_scored_path_within_budget():

@@ -1,4 +1,5 @@
 """tools/search_chain.py end to end: outputs, exact resume, bad input, 2-process DDP."""
+import csv
 import json
 import os
 import shutil
@@ -55,10 +56,17 @@ def test_outputs(finished):
     assert history[0]["event"] == "init" and history[0]["score"] is None
     teachers = [h for h in history if h["event"] in ("init", "teacher")]
     assert teachers[-1]["path"] == arch["path"] == list(ChainArch.from_path(arch["path"]).to_path())  # canonical
-    for a, b in zip(teachers, teachers[1:]):  # every replacement: more score, no more MACs
-        assert b["macs"] <= a["macs"] and b["step"] > a["step"]
+    assert all(b["step"] > a["step"] for a, b in zip(teachers, teachers[1:]))
     evals = read(finished, "evaluations.csv").splitlines()
     assert len(evals) == 1 + 5  # header + steps 2, 4, 6, 8, 10
+    gap = arch["search"]["replace_gap"]
+    for e in csv.DictReader(evals):  # every replacement: a higher score at no more MACs, or > gap higher
+        score, teacher, macs, teacher_macs = (float(e[k]) for k in ("score", "teacher_score", "macs", "teacher_macs"))
+        if int(e["entered"]):
+            assert score > teacher and (macs <= teacher_macs or score > teacher + gap)
+        else:
+            assert score <= teacher or (macs > teacher_macs and score <= teacher + gap) or int(e["wins"]) <= int(
+                e["losses"]) or float(e["p_value"]) >= arch["search"]["replace_alpha"]
     metrics = read(finished, "metrics.csv").splitlines()
     assert len(metrics) == 1 + 10 and "teacher_macs" in metrics[0]
     assert (finished / "search.png").stat().st_size > 10_000

@@ -5,7 +5,9 @@ SPOS supernet training with an introspective teacher path (CyDAS TPAMI, Sec. 4.6
 trains one path drawn uniformly among those within the budget; after a warm-up of supernet-only
 training, each step is also distilled from the teacher path, and a sampled path that scores higher on
 a held-out validation subset with no more MACs (and wins a paired test on the same images) replaces
-the teacher.  The last teacher is the result: OUT/arch.json, buildable with
+the teacher; so does a path with more MACs within the budget that scores more than --replace-gap
+points higher (the released code's acc_gap: without it the teacher could only shrink from its random
+start).  The last teacher is the result: OUT/arch.json, buildable with
 timm.create_model('cydas_chain', arch='OUT/arch.json').  The space has 4,4,5,4,4 layer slots
 (the released supernet's); the ops of a slot share one weight-entangled block by default.
 
@@ -31,6 +33,7 @@ batch (scaled linearly), linear decay to 0.  MACs are always counted at the depl
 --cost-size (224), whatever --img-size.
 """
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -78,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mcnemar: a candidate must also win an exact paired test on the validation images it and "
                         "the teacher disagree on; none: the paper's bare rule (default: mcnemar)")
     g.add_argument("--replace-alpha", type=float, default=0.05, help="level of the paired test (default: 0.05)")
+    g.add_argument("--replace-gap", type=float, default=5.0, metavar="POINTS",
+                   help="a path with more MACs (within the budget) also replaces the teacher when it scores more "
+                        "than POINTS higher: the released code's acc_gap (default: 5; inf: never, the paper's text, "
+                        "under which the teacher can only shrink from its random start)")
     g.add_argument("--weight-sharing", choices=("entangled", "independent"), default="entangled",
                    help="entangled: the ops of a slot share one block (kernel and channel slices, OFA-style), "
                         "which trains in hundreds of steps; independent: one block per op, the paper's SPOS "
@@ -181,6 +188,7 @@ def main(argv=None) -> int:
         img_size=args.img_size, cost_size=args.cost_size, lr=args.lr,
         distill_weight=args.distill_weight, temperature=args.temperature, eval_interval=args.eval_interval,
         val_subset=args.val_subset, replace_test=args.replace_test, replace_alpha=args.replace_alpha,
+        replace_gap=None if math.isinf(args.replace_gap) else args.replace_gap,
         slots=slots, weight_sharing=args.weight_sharing, final=args.final, calib_batches=args.calib_batches,
         evolution=dict(population=args.population, generations=args.generations, parents=args.parents,
                        mutation_prob=args.mutation_prob, crossover_share=args.crossover_share),

@@ -51,10 +51,13 @@ def _rank_key(e: Entry):
     return (-score, e.macs, e.step)
 
 
-def beats(candidate: Entry, incumbent: Entry) -> bool:
-    """The paper's replacement rule: strictly higher score and no more MACs."""
+def beats(candidate: Entry, incumbent: Entry, gap: float = math.inf) -> bool:
+    """The paper's replacement rule: strictly higher score and no more MACs; with a finite ``gap``
+    (the released code's ``acc_gap``), also a score more than ``gap`` points higher at more MACs."""
     incumbent_score = -math.inf if math.isnan(incumbent.score) else incumbent.score
-    return candidate.score > incumbent_score and candidate.macs <= incumbent.macs
+    if candidate.macs <= incumbent.macs:
+        return candidate.score > incumbent_score
+    return candidate.score > incumbent_score + gap
 
 
 def mcnemar_p(wins: int, losses: int) -> float:
@@ -70,22 +73,26 @@ TESTS = ("mcnemar", "none")
 
 @dataclass(frozen=True)
 class ReplacementRule:
-    """The paper's rule (higher score, no more MACs) and, with ``test="mcnemar"``, a paired test on the
-    same validation images at level ``alpha``."""
+    """The paper's rule (higher score, no more MACs), the released code's escape for a much better path
+    with more MACs (``gap`` points; ``inf``: none) and, with ``test="mcnemar"``, a paired test on the same
+    validation images at level ``alpha``."""
 
     test: str = "mcnemar"
     alpha: float = 0.05
+    gap: float = math.inf
 
     def __post_init__(self):
         if self.test not in TESTS:
             raise ConfigError(f"replacement test must be one of {', '.join(TESTS)}, got {self.test!r}")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"the test level alpha must be in (0, 1], got {self.alpha}")
+        if not self.gap >= 0:
+            raise ConfigError(f"the replacement gap must be >= 0 points (inf: never at more MACs), got {self.gap}")
 
     def accepts(self, candidate: Entry, incumbent: Entry, wins: int, losses: int) -> bool:
         """Whether ``candidate`` replaces ``incumbent``; ``wins``/``losses``: the images only the
         candidate / only the incumbent got right (ignored by ``test="none"``)."""
-        if not beats(candidate, incumbent):
+        if not beats(candidate, incumbent, self.gap):
             return False
         if self.test == "none" or math.isnan(incumbent.score):
             return True

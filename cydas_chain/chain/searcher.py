@@ -76,6 +76,7 @@ class SearchConfig:
     val_subset: int = 5000
     replace_test: str = "mcnemar"  # paired test on the validation images before a replacement, or "none"
     replace_alpha: float = 0.05
+    replace_gap: Optional[float] = 5.0  # a path with more MACs replaces when this many points better (None: never)
     seed: int = 0
     slots: Tuple[int, ...] = DEFAULT_SLOTS  # layer slots of each searched stage (the space)
     weight_sharing: str = "entangled"  # or "independent" (the paper's SPOS); see supernet.py
@@ -171,7 +172,8 @@ class ChainSearch:
         self.supernet.to(self.device)
         first = tuple(int(c) for c in self.sampler.sample())
         self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size,
-                           ReplacementRule(cfg.replace_test, cfg.replace_alpha))
+                           ReplacementRule(cfg.replace_test, cfg.replace_alpha,
+                                           math.inf if cfg.replace_gap is None else cfg.replace_gap))
         self.evaluations: List[dict] = []
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
 
@@ -389,12 +391,13 @@ class ChainSearch:
                       self.sampler.relaxed_count)
         self.log.info("%d steps (%d epochs x %d), batch %d (%d per process), lr %.4g (warm-up %d steps); "
                       "supernet only for %d steps, then distillation (weight %g) and the teacher rule every %d "
-                      "steps on %d validation images (board %d, %s)", self.total_steps, cfg.epochs,
+                      "steps on %d validation images (board %d, %s; more MACs %s)", self.total_steps, cfg.epochs,
                       self.steps_per_epoch, cfg.batch_size, self.local_batch, cfg.base_lr,
                       self.scheduler.warmup_t, self.warmup_steps, cfg.distill_weight, cfg.eval_interval,
                       self.val_count, cfg.board_size,
                       "paired McNemar test at %g" % cfg.replace_alpha if cfg.replace_test == "mcnemar"
-                      else "the paper's bare rule")
+                      else "the paper's bare rule",
+                      "never" if cfg.replace_gap is None else "when > %g points better" % cfg.replace_gap)
         bar = progress(total=self.total_steps, initial=self.step, desc="search", unit="step")
         last_eval = self.evaluations[-1] if self.evaluations else None
         while self.step < self.total_steps:
