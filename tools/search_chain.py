@@ -111,7 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (GPU of this process if any, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="float16 mixed precision (default: on for CUDA)")
-    g.add_argument("--trace-paths", action="store_true", help=argparse.SUPPRESS)  # tests: per-rank path log
     return p
 
 
@@ -191,7 +190,7 @@ def main(argv=None) -> int:
              len(train_set), len(val_set), dist.device, dist.world_size)
     search = ChainSearch(cfg, train_set, train_tf, val_set, classes, out, dist, log, workers=args.workers,
                          save_interval=args.save_interval, data_desc=data_desc,
-                         latency_cache=cdata.embedded_data_root().parent / "latency", trace_paths=args.trace_paths)
+                         latency_cache=cdata.embedded_data_root().parent / "latency")
     search.run(resume=resume)
     cleanup()
     return 0
