@@ -20,7 +20,7 @@ Data: by default the embedded real handwritten digits (scikit-learn's digits, 1,
 written once to OUT/data as a stratified seeded 60/20/20 train/val/test ImageFolder: the search
 trains on train and scores paths on val; standalone networks train on train and report val and test.
 --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
-stratified).  Transforms are the search tool's (core.data.search_transforms): for the digits, resize to
+stratified).  Transforms are the search tool's (core.data.build_transforms): for the digits, resize to
 --img-size and ImageNet normalisation, no augmentation.
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
@@ -145,7 +145,7 @@ def load_data(spec: dict, img_size: int):
     from cydas_chain.core import data as cdata
 
     root = Path(spec["root"])
-    train_tf, val_tf = cdata.search_transforms(img_size, embedded=spec["embedded"])
+    train_tf, val_tf = cdata.build_transforms(img_size, "embedded" if spec["embedded"] else "imagenet")
     train = cdata.image_folder(root / "train")
     if spec["val_idx"] is None:
         val, test = cdata.image_folder(root / "val", val_tf), cdata.image_folder(root / "test", val_tf)
@@ -456,7 +456,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                                 "optimizer": "timm momentum 0.9, weight decay 4e-5",
                                 "schedule": "timm CosineLRScheduler per step, half-epoch warm-up from lr/100",
                                 "init": "timm, classifier zeroed", "augmentation": "none (embedded)" if data["embedded"]
-                                else "core.data.search_transforms"},
+                                else "core.data.build_transforms"},
                      "supernets": {n: {"distill_weight": w} for n, w in SUPERNETS.items()},
                      "search": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                 "eval_interval": args.eval_interval, "warmup_epochs": args.epochs / 6,

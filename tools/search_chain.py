@@ -169,7 +169,8 @@ def main(argv=None) -> int:
         root, data_desc = args.data, str(args.data)
     if not 0.0 < args.crop_scale <= 1.0:
         raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-    train_tf, val_tf = cdata.search_transforms(args.img_size, embedded, args.crop_scale)
+    train_tf, val_tf = cdata.build_transforms(args.img_size, "embedded" if embedded else "imagenet",
+                                             crop_scale=args.crop_scale)
     train_set, val_set, classes = cdata.train_val_folders(root, None, val_tf, seed=args.seed)
 
     cfg = SearchConfig(

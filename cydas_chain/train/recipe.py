@@ -78,14 +78,10 @@ class Recipe:
 
     def transforms(self, img_size: int, mean: Tuple[float, ...], std: Tuple[float, ...], crop_pct: float):
         """(train, eval) transforms of timm: AutoAugment for training, resize + centre crop for eval."""
-        from timm.data import create_transform
+        from ..core.data import build_transforms
 
-        train = create_transform(img_size, is_training=True, auto_augment=self.auto_augment,
-                                 scale=(self.crop_scale, 1.0), interpolation=self.interpolation,
-                                 mean=mean, std=std)
-        val = create_transform(img_size, is_training=False, interpolation=self.interpolation,
-                               mean=mean, std=std, crop_pct=crop_pct)
-        return train, val
+        return build_transforms(img_size, "timm", auto_augment=self.auto_augment, crop_scale=self.crop_scale,
+                                interpolation=self.interpolation, mean=mean, std=std, crop_pct=crop_pct)
 
     def train_loss(self) -> nn.Module:
         from timm.loss import LabelSmoothingCrossEntropy

@@ -22,11 +22,11 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ...core.checkpoint import load_checkpoint
+from ...core.data import CIFAR_MEAN, CIFAR_STD
 from ...core.errors import CheckpointError
 from .eval_net import DartsEvalNetwork
 from .genotypes import resolve_genotype
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 def _check_pretrained_file(variant: str, kwargs: dict) -> None:
