@@ -16,8 +16,8 @@ reports them:
 The benchmark's own package is used when it is installed (``pip install .[nb201]``); otherwise the
 ``.pth`` file is read here, in the package's format (``meta_archs``, ``arch2infos[index]['full']`` =
 ``ArchResults.state_dict()`` whose ``all_results[(dataset, seed)]`` are ``ResultsCount`` state dicts).
-The ``.pth`` file is unpickled with ``torch.load(weights_only=True)``: nothing in it is executed.  The
-NATS-Bench file is a plain pickle only ``nats_bench`` reads; it needs that package.
+The ``.pth`` file is read by the one strict loader (``core.checkpoint.load_checkpoint``,
+``torch.load(weights_only=True)``): nothing in it is executed.  The NATS-Bench file is a plain pickle only ``nats_bench`` reads; it needs that package.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from ..core.errors import DataError, first_line
+from ..core.errors import CheckpointError, DataError, first_line
 from ..models.darts.nb201 import NB201Genotype
 
 __all__ = ["NB201Bench", "BENCH_DATASETS", "format_accuracies"]
@@ -52,16 +52,19 @@ def _safe_globals():
 
 def _load_pth(path: Path) -> Dict[str, Any]:
     import torch
+
+    from ..core.checkpoint import load_checkpoint
     # Only what is not allowed already: leaving the context removes what it added, and would take away
     # the numpy types that importing cydas_chain.mm allow-lists for the whole process.
     allowed = torch.serialization.get_safe_globals()
     extra = [g for g in _safe_globals() if g not in allowed]
     try:
         with torch.serialization.safe_globals(extra):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one line
-        raise DataError(f"cannot read NAS-Bench-201 file {path}: {first_line(e)}") from None
-    if not isinstance(data, Mapping) or not {"meta_archs", "arch2infos"} <= set(data):
+            data = load_checkpoint(path)  # the strict (weights-only) loader
+    except CheckpointError as e:  # any unreadable file gets the same one line
+        reason = str(e).removeprefix(f"cannot read checkpoint {path}: ")
+        raise DataError(f"cannot read NAS-Bench-201 file {path}: {reason}") from None
+    if not {"meta_archs", "arch2infos"} <= set(data):
         raise DataError(f"{path} is not a NAS-Bench-201 API file (no 'meta_archs' / 'arch2infos')")
     return data
 

@@ -42,11 +42,8 @@ from ..core.distributed import average_gradients, get_rank, get_world_size, is_m
 from ..core.errors import CheckpointError, CydasError, first_line
 from ..core.logging import progress
 from ..core.seed import rng_state, set_rng_state
-from ..models.darts.eval_net import DartsEvalNetwork, inherit_weights
-from ..models.darts.genotypes import Genotype
-from ..models.darts.nb201 import NB201Genotype, NB201Network
-from .nb201 import NB201SearchNetwork
-from .search_net import DartsSearchNetwork
+from ..models.darts.eval_net import inherit_weights
+from .spaces import cell_space
 
 __all__ = ["SearchConfig", "CyclicSearcher", "l1_weight_at", "PRESETS"]
 
@@ -118,7 +115,7 @@ class SearchConfig:
     @property
     def use_l1(self) -> bool:
         """NAS-Bench-201's rules forbid the skip penalty; it also belongs to the cyclic method only."""
-        return self.cyclic and self.space == "darts" and self.l1_weight > 0
+        return self.cyclic and cell_space(self.space).skip_penalty and self.l1_weight > 0
 
 
 # The paper's settings (CyDAS, TPAMI 2022, Sec. 4 and Table 1; the NAS-Bench-201 column from its
@@ -169,6 +166,7 @@ class CyclicSearcher:
     def __init__(self, cfg: SearchConfig, train_set: Dataset, val_set: Dataset,
                  device: torch.device | str = "cpu", num_workers: int = 0):
         self.cfg, self.device = cfg, torch.device(device)
+        self.space = cell_space(cfg.space)
         self.train_set, self.val_set = train_set, val_set
         world = get_world_size()
         if cfg.batch_size < world or cfg.batch_size % world:
@@ -199,21 +197,10 @@ class CyclicSearcher:
 
     # ---- networks -----------------------------------------------------------------------------
     def _make_search_net(self) -> nn.Module:
-        c = self.cfg
-        embed = c.embed_hidden if c.cyclic else None
-        if c.space == "nb201":
-            return NB201SearchNetwork(c.c, c.layers, c.num_classes, embed_hidden=embed)
-        return DartsSearchNetwork(c.c, c.num_classes, c.layers, stem=c.stem, embed_hidden=embed)
+        return self.space.search_net(self.cfg, self.cfg.embed_hidden if self.cfg.cyclic else None)
 
     def _make_eval_net(self, genotype) -> nn.Module:
-        c = self.cfg
-        if c.space == "nb201":
-            return NB201Network(genotype, c.eval_c, c.eval_layers, c.num_classes, embed_hidden=c.embed_hidden)
-        return DartsEvalNetwork(genotype, c.eval_c, c.num_classes, c.eval_layers, stem=c.stem, auxiliary=False,
-                                embed_hidden=c.embed_hidden)
-
-    def _genotype_from_dict(self, d: Dict[str, Any]):
-        return NB201Genotype.from_dict(d) if self.cfg.space == "nb201" else Genotype.from_dict(d)
+        return self.space.eval_net(genotype, self.cfg)
 
     def _make_eval_opts(self) -> None:
         c = self.cfg
@@ -414,7 +401,7 @@ class CyclicSearcher:
             self.weight_bank = dict(state["weight_bank"])
             if "eval_genotype" in state:
                 self.eval_net = None
-                self.regenerate(self._genotype_from_dict(state["eval_genotype"]))
+                self.regenerate(self.space.genotype_from_dict(state["eval_genotype"]))
                 self.eval_net.load_state_dict(state["eval_net"])
                 self.eval_sgd.load_state_dict(state["eval_sgd"])
                 self.eval_adam.load_state_dict(state["eval_adam"])
