@@ -26,7 +26,6 @@ rate follows the total batch: a preset's rate belongs to its batch (CIFAR 0.1 pe
 """
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -118,25 +117,6 @@ def build_config(args, num_classes: int):
     return cfg, preset
 
 
-class BenchLookup:
-    """NAS-Bench-201 accuracies of the cells a search finds (cached: the search revisits cells)."""
-
-    def __init__(self, path: Path):
-        from cydas_chain.darts.nb201_bench import NB201Bench
-        self.bench, self.cache = NB201Bench(path), {}
-
-    def __call__(self, arch_str: str):
-        """The cell's accuracies, or None (with a warning) when the file lacks it."""
-        from cydas_chain.core.errors import DataError
-        if arch_str not in self.cache:
-            try:
-                self.cache[arch_str] = self.bench.lookup(arch_str)
-            except DataError as e:  # a partial file must not stop a search
-                print(f"warning: {e}", file=sys.stderr)
-                self.cache[arch_str] = None
-        return self.cache[arch_str]
-
-
 def write_outputs(out: Path, searcher, bench=None) -> None:
     from cydas_chain.core.checkpoint import atomic_write
 
@@ -146,8 +126,8 @@ def write_outputs(out: Path, searcher, bench=None) -> None:
     genotype = searcher.search_net.genotype()
     extra, history = {}, searcher.genotype_history
     if bench is not None:
-        extra["nas_bench_201"] = bench(genotype.arch_str())
-        history = [{**h, "nas_bench_201": bench(h["genotype"]["arch_str"])} for h in history]
+        extra["nas_bench_201"] = bench.found_or_none(genotype.arch_str())
+        history = [{**h, "nas_bench_201": bench.found_or_none(h["genotype"]["arch_str"])} for h in history]
     write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
     write_json("genotype_history.json", history)
     write_json("alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
@@ -160,6 +140,7 @@ def main(argv=None) -> int:
     from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
+    from cydas_chain.darts.nb201_bench import NB201Bench
     from cydas_chain.darts.searcher import CyclicSearcher
     from cydas_chain.darts.spaces import cell_space
 
@@ -173,9 +154,9 @@ def main(argv=None) -> int:
     dist = init_distributed(args.device)
     try:
         # the benchmark file is read once, before the search, by the process that writes the results
-        bench = BenchLookup(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
+        bench = NB201Bench(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
         if bench is not None:
-            log_bench = f"NAS-Bench-201: {len(bench.bench)} cells in {args.nb201_api} ({bench.bench.source})"
+            log_bench = f"NAS-Bench-201: {len(bench)} cells in {args.nb201_api} ({bench.source})"
         image_size = args.img_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
@@ -203,7 +184,7 @@ def main(argv=None) -> int:
         def on_epoch(epoch, m):
             from cydas_chain.darts.nb201_bench import BENCH_DATASETS, format_accuracies
             g = searcher.search_net.genotype()
-            found = bench(g.arch_str()) if bench is not None else None
+            found = bench.found_or_none(g.arch_str()) if bench is not None else None
             if found is not None:  # the cell of this cycle, as the benchmark knows it
                 m = dict(m, **{f"nb201_{name}_{kind}": found[name][kind] for name in BENCH_DATASETS
                                for kind in ("valid", "test") if found[name][kind] is not None})

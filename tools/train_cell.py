@@ -67,10 +67,8 @@ def main(argv=None) -> int:
     genotype = resolve_genotype(args.genotype)  # bad names / files fail before anything starts
     if args.eval_only and "--genotype" not in (argv or sys.argv):
         genotype = None  # the checkpoint's
-    recipe_keys = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "warmup_epochs", "drop_path",
-                   "aux_weight", "cutout", "label_smoothing", "channels", "layers", "image_size", "grad_clip")
     cfg = RetrainConfig(genotype=genotype, dataset=args.dataset, data=args.data, out=args.out,
-                        overrides={k: getattr(args, k) for k in recipe_keys}, seed=args.seed, device=args.device,
+                        overrides=vars(args), seed=args.seed, device=args.device,  # the recipe's keys are used
                         workers=args.workers, resume=args.resume, checkpoint=args.checkpoint)
     if args.eval_only and args.checkpoint is None:
         raise CydasError("--eval-only needs --checkpoint PATH")

@@ -268,3 +268,14 @@ def load_weights(module: nn.Module, state_dict: Mapping[str, Any], source: PathL
 def load_model_weights(model: nn.Module, path: PathLike, strict: bool = True) -> None:
     """Load model weights from ``path`` and fail with one line if they do not fit ``model``."""
     load_weights(model, extract_state_dict(load_checkpoint(path)), path, strict=strict)
+
+
+def check_pretrained_file(variant: str, kwargs: Mapping[str, Any], advice: str) -> None:
+    """timm's ``pretrained=True`` for our models: nothing is downloaded, so a local file must be given
+    (``pretrained_cfg_overlay=dict(file=...)``) and be readable by the strict loader."""
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    cfg = kwargs.get("pretrained_cfg")
+    file = overlay.get("file") or (cfg.get("file") if isinstance(cfg, dict) else getattr(cfg, "file", None))
+    if not file:
+        raise CheckpointError(f"{variant}: {advice}")
+    load_checkpoint(file)  # one-line error for a missing, empty or corrupt file

@@ -190,26 +190,34 @@ def make_digits_folder(root: os.PathLike, val_fraction: float = 0.2, seed: int =
     """
     from PIL import Image
 
-    root = Path(root)
-    spec = dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1)
-    marker = root / "dataset.json"
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        return root
-    images, labels = load_digits_array()
-    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
-    for split, idx in (("train", train_idx), ("val", val_idx)):
-        for i in idx:
-            d = root / split / str(labels[i])
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
-    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
+    def write(root: Path) -> None:
+        images, labels = load_digits_array()
+        train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+        for split, idx in (("train", train_idx), ("val", val_idx)):
+            for i in idx:
+                d = root / split / str(labels[i])
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
+
+    return _written_once(root, dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1), write)
+
+
+def _written_once(root: os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
+    """``write(root)`` unless ``root`` holds a complete copy made with ``spec`` (``dataset.json``, written last)."""
+    root, marker = Path(root), Path(root) / "dataset.json"
+    if not (marker.exists() and json.loads(marker.read_text()) == spec):
+        write(root)
+        marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
     return root
+
+
+def _cache_dir(name: str) -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cydas_chain" / name
 
 
 def embedded_data_root() -> Path:
     """Where the embedded default data set is written (XDG cache)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "cydas_chain" / "digits"
+    return _cache_dir("digits")
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,33 +265,22 @@ def make_shapes_folder(root: os.PathLike, train_per_class: int = 60, val_per_cla
     """
     from PIL import Image
 
-    root = Path(root)
-    spec = dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
-                val_per_class=val_per_class, image_size=image_size, seed=seed, version=1)
-    marker = root / "dataset.json"
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        return root
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", train_per_class), ("val", val_per_class)):
-        for kind in SHAPE_CLASSES:
-            d = root / split / kind
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(draw_shape(kind, image_size, rng)).save(d / f"{kind}_{i:04d}.png")
-    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
-    return root
+    def write(root: Path) -> None:
+        rng = np.random.default_rng(seed)
+        for split, n in (("train", train_per_class), ("val", val_per_class)):
+            for kind in SHAPE_CLASSES:
+                d = root / split / kind
+                d.mkdir(parents=True, exist_ok=True)
+                for i in range(n):
+                    Image.fromarray(draw_shape(kind, image_size, rng)).save(d / f"{kind}_{i:04d}.png")
+
+    return _written_once(root, dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
+                                    val_per_class=val_per_class, image_size=image_size, seed=seed, version=1), write)
 
 
 def default_data_root() -> Path:
     """Where the embedded default dataset is written (XDG cache)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "cydas_chain" / "shapes"
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
+    return _cache_dir("shapes")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,7 @@
-"""The one classification loop: an epoch of training and an evaluation, for every tool that trains a
-classifier (``train_cls``, ``train_cell``).  Accuracies are in percent, summed over DDP ranks.
-
-The parts come from timm's factories (optimizer, scheduler, EMA, loss, ``NativeScaler``); the caller
-builds them and passes them in.  What only some recipes use is an option of the same loop: an
-auxiliary head's loss weight (DARTS), gradient-norm clipping; a per-epoch drop-path schedule is set
-by the caller on the model before each epoch.
+"""The one classification loop (an epoch of training, an evaluation) of every tool that trains a
+classifier: ``train_cls`` and ``train_cell``.  Accuracies are in percent, summed over DDP ranks.  The
+parts (optimizer, scheduler, EMA, loss, ``NativeScaler``) are built by timm's factories and passed in;
+what only some recipes use is an option: the auxiliary head's loss weight and gradient clipping (DARTS).
 """
 from __future__ import annotations
 
@@ -19,9 +16,6 @@ from torch.utils.data import DataLoader
 from .distributed import all_reduce_sum, average_gradients
 from .errors import CydasError
 from .logging import progress
-
-__all__ = ["evaluate", "train_one_epoch"]
-
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,

@@ -22,6 +22,7 @@ The ``.pth`` file is read by the one strict loader (``core.checkpoint.load_check
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -73,7 +74,7 @@ class NB201Bench:
     """The benchmark's results of a file; :meth:`lookup` gives a cell's accuracies."""
 
     def __init__(self, path: Union[str, os.PathLike], use_package: bool = True):
-        self.path = Path(path)
+        self.path, self._found = Path(path), {}
         if not self.path.exists():
             raise DataError(f"NAS-Bench-201 file not found: {self.path}")
         self.api = None
@@ -118,6 +119,17 @@ class NB201Bench:
         if idx is None or idx < 0:
             raise DataError(f"cell {arch_str} is not in {self.path.name}")
         return int(idx)
+
+    def found_or_none(self, arch_str: str) -> Optional[Dict[str, Any]]:
+        """:meth:`lookup`, cached (a search revisits cells); None with a warning for a cell the file
+        lacks (a partial file must not stop a search)."""
+        if arch_str not in self._found:
+            try:
+                self._found[arch_str] = self.lookup(arch_str)
+            except DataError as e:
+                print(f"warning: {e}", file=sys.stderr)
+                self._found[arch_str] = None
+        return self._found[arch_str]
 
     def lookup(self, arch: Union[str, NB201Genotype]) -> Dict[str, Any]:
         """``{"index", "arch_str", "cifar10": {"valid", "test"}, "cifar100": ..., "ImageNet16-120": ...}``

@@ -24,20 +24,15 @@ from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.darts.genotypes import resolve_genotype
 from .data import train_test_sets
 
-__all__ = ["RECIPES", "RetrainConfig", "build_eval_model", "drop_path_at", "evaluate_checkpoint", "retrain"]
-
 # The paper's recipes (CyDAS Sec. 4, following DARTS); the tool's defaults.
+_SGD = dict(batch_size=128, lr=0.025, momentum=0.9, weight_decay=5e-4, warmup_epochs=0, aux_weight=0.4,
+            label_smoothing=0.0, image_size=32, grad_clip=5.0)
 RECIPES: Dict[str, Dict] = {
-    "cifar": dict(epochs=600, batch_size=128, lr=0.025, momentum=0.9, weight_decay=5e-4, warmup_epochs=0,
-                  drop_path=0.3, aux_weight=0.4, cutout=16, label_smoothing=0.0, channels=36, layers=20,
-                  image_size=32, grad_clip=5.0),
-    "imagenet": dict(epochs=250, batch_size=128, lr=0.5, momentum=0.9, weight_decay=3e-5, warmup_epochs=5,
-                     drop_path=0.0, aux_weight=0.4, cutout=0, label_smoothing=0.1, channels=48, layers=14,
-                     image_size=224, grad_clip=5.0),
+    "cifar": dict(_SGD, epochs=600, drop_path=0.3, cutout=16, channels=36, layers=20),
+    "imagenet": dict(_SGD, epochs=250, lr=0.5, weight_decay=3e-5, warmup_epochs=5, drop_path=0.0, cutout=0,
+                     label_smoothing=0.1, channels=48, layers=14, image_size=224),
     # the embedded default: a smoke run on the synthetic set, minutes on a CPU
-    "tiny": dict(epochs=2, batch_size=32, lr=0.025, momentum=0.9, weight_decay=5e-4, warmup_epochs=0,
-                 drop_path=0.1, aux_weight=0.4, cutout=8, label_smoothing=0.0, channels=8, layers=5,
-                 image_size=32, grad_clip=5.0),
+    "tiny": dict(_SGD, epochs=2, batch_size=32, drop_path=0.1, cutout=8, channels=8, layers=5),
 }
 
 

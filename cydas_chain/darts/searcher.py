@@ -175,7 +175,7 @@ class CyclicSearcher:
         self.local_batch = cfg.batch_size // world  # what each process loads a step
         self.num_workers = num_workers
         torch.manual_seed(cfg.seed)
-        self.search_net = self._make_search_net().to(self.device)
+        self.search_net = self.space.search_net(cfg, cfg.embed_hidden if cfg.cyclic else None).to(self.device)
         student_heads = list(self.search_net.embed.parameters()) if self.search_net.embed is not None else []
         head_ids = {id(p) for p in student_heads}
         self.w_params = [p for p in self.search_net.weight_parameters() if id(p) not in head_ids]
@@ -196,12 +196,6 @@ class CyclicSearcher:
         self.last_inheritance: Dict[str, list] = {"inherited": [], "fresh": []}
 
     # ---- networks -----------------------------------------------------------------------------
-    def _make_search_net(self) -> nn.Module:
-        return self.space.search_net(self.cfg, self.cfg.embed_hidden if self.cfg.cyclic else None)
-
-    def _make_eval_net(self, genotype) -> nn.Module:
-        return self.space.eval_net(genotype, self.cfg)
-
     def _make_eval_opts(self) -> None:
         c = self.cfg
         params = list(self.eval_net.parameters())
@@ -215,7 +209,7 @@ class CyclicSearcher:
             return False
         if self.eval_net is not None:
             self.weight_bank.update({k: v.detach().clone() for k, v in self.eval_net.state_dict().items()})
-        net = self._make_eval_net(genotype).to(self.device)
+        net = self.space.eval_net(genotype, self.cfg).to(self.device)
         self.last_inheritance = inherit_weights(net, self.weight_bank)
         self.eval_net, self.eval_genotype = net, genotype
         self._make_eval_opts()
@@ -401,7 +395,7 @@ class CyclicSearcher:
             self.weight_bank = dict(state["weight_bank"])
             if "eval_genotype" in state:
                 self.eval_net = None
-                self.regenerate(self.space.genotype_from_dict(state["eval_genotype"]))
+                self.regenerate(self.space.genotype_type.from_dict(state["eval_genotype"]))
                 self.eval_net.load_state_dict(state["eval_net"])
                 self.eval_sgd.load_state_dict(state["eval_sgd"])
                 self.eval_adam.load_state_dict(state["eval_adam"])

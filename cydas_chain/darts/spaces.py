@@ -16,9 +16,6 @@ from ..models.darts.nb201 import NB201_EDGES, NB201Genotype, NB201Network
 from .nb201 import NB201SearchNetwork
 from .search_net import DartsSearchNetwork
 
-__all__ = ["CellSpace", "DARTS", "NB201", "SPACES", "cell_space"]
-
-
 class CellSpace:
     """The DARTS cell space (the default); :data:`NB201` overrides what differs."""
 
@@ -27,9 +24,6 @@ class CellSpace:
     skip_penalty = True  # lambda' (Eq. 11) may apply
     benchmark = False  # NAS-Bench-201 lookups of the found cells (--nb201-api)
     eval_like_search = False  # the evaluation network has the search network's size
-
-    def genotype_from_dict(self, d: Dict[str, Any]):
-        return self.genotype_type.from_dict(d)
 
     def search_net(self, cfg, embed_hidden) -> nn.Module:
         return DartsSearchNetwork(cfg.c, cfg.num_classes, cfg.layers, stem=cfg.stem, embed_hidden=embed_hidden)
@@ -70,7 +64,7 @@ class NB201Space(CellSpace):
         return NB201Network(genotype, cfg.eval_c, cfg.eval_layers, cfg.num_classes, embed_hidden=cfg.embed_hidden)
 
     def default_preset(self, dataset: str) -> str:
-        return "nb201"
+        return self.name
 
     def adapt_preset(self, values: Dict[str, Any], preset: str) -> None:
         values.update(space=self.name, stem="cifar")
@@ -84,8 +78,7 @@ class NB201Space(CellSpace):
         draw_nb201_cell(genotype.ops, NB201_EDGES, out / "cell.png", f"NB201 cell, epoch {epoch}")
 
 
-DARTS, NB201 = CellSpace(), NB201Space()
-SPACES: Dict[str, CellSpace] = {s.name: s for s in (DARTS, NB201)}
+SPACES: Dict[str, CellSpace] = {s.name: s for s in (CellSpace(), NB201Space())}
 
 
 def cell_space(name: str) -> CellSpace:

@@ -27,7 +27,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ..core import distributed as D
 from ..core.checkpoint import atomic_write, load_checkpoint, load_model_weights, load_weights, save_checkpoint
-from ..core.data import default_data_root, make_shapes_folder, train_val_folders
+from ..core.data import build_transforms, default_data_root, make_shapes_folder, train_val_folders
 from ..core.errors import ArchError, CheckpointError, CydasError, DataError
 from ..core.flops import count_params
 from ..core.logging import MetricWriter, get_logger
@@ -140,9 +140,10 @@ def model_data_config(model: Optional[str], arch) -> dict:
 
 def build_data(cfg: TrainConfig, dist_info: D.DistInfo, for_training: bool = True):
     """(train loader, val loader, classes); every rank gets its shard of both sets."""
-    data_cfg = model_data_config(cfg.model, cfg.arch)
-    train_tf, val_tf = cfg.recipe.transforms(cfg.img_size, data_cfg["mean"], data_cfg["std"],
-                                             data_cfg["crop_pct"])
+    data_cfg, r = model_data_config(cfg.model, cfg.arch), cfg.recipe
+    train_tf, val_tf = build_transforms(cfg.img_size, "timm", auto_augment=r.auto_augment, crop_scale=r.crop_scale,
+                                        interpolation=r.interpolation, mean=data_cfg["mean"], std=data_cfg["std"],
+                                        crop_pct=data_cfg["crop_pct"])
     train_set, val_set, classes = train_val_folders(data_root(cfg), train_tf, val_tf,
                                                     val_fraction=cfg.val_fraction, seed=0)
     world, rank = dist_info.world_size, dist_info.rank

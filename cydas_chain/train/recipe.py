@@ -21,7 +21,7 @@ interpolation, the EMA decay warmup (so that EMA weights are usable on short run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import nn
@@ -75,13 +75,6 @@ class Recipe:
             warmup_lr=self.warmup_lr, min_lr=self.min_lr, step_on_epochs=False,
             updates_per_epoch=updates_per_epoch)
         return scheduler
-
-    def transforms(self, img_size: int, mean: Tuple[float, ...], std: Tuple[float, ...], crop_pct: float):
-        """(train, eval) transforms of timm: AutoAugment for training, resize + centre crop for eval."""
-        from ..core.data import build_transforms
-
-        return build_transforms(img_size, "timm", auto_augment=self.auto_augment, crop_scale=self.crop_scale,
-                                interpolation=self.interpolation, mean=mean, std=std, crop_pct=crop_pct)
 
     def train_loss(self) -> nn.Module:
         from timm.loss import LabelSmoothingCrossEntropy
