@@ -408,7 +408,8 @@ class ChainSearch:
                 m = self.train_step(x, y, path)
                 self.step += 1
                 teacher = self.board.teacher
-                row = {**m, "path": self.space.path_str(path), "lr": lr, "macs": self.table.path_macs(path) / 1e6, "teacher_macs": teacher.macs / 1e6}
+                row = {**m, "path": self.space.path_str(path), "lr": lr, "macs": self.table.path_macs(path) / 1e6,
+                       "teacher_macs": teacher.macs / 1e6}
                 if self.step >= self.warmup_steps and (self.step % cfg.eval_interval == 0
                                                        or self.step == self.total_steps):
                     last_eval = self.evaluate(path)

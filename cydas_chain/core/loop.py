@@ -11,11 +11,25 @@ from typing import Dict, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
 
-from .distributed import all_reduce_sum, average_gradients
+from .distributed import all_reduce_sum, average_gradients, get_rank, get_world_size
 from .errors import CydasError
 from .logging import progress
+
+def sharded_loaders(train_set: Dataset, val_set: Dataset, batch_size: int, workers: int, seed: int,
+                    device: torch.device) -> Tuple[DataLoader, DataLoader]:
+    """This rank's training loader (a ``DistributedSampler`` also for one process: a shuffle that depends
+    on (seed, epoch) only; call ``loader.sampler.set_epoch``) and its unpadded validation shard, so that
+    summed metrics count every image once."""
+    world, rank, pin = get_world_size(), get_rank(), device.type == "cuda"
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    return (DataLoader(train_set, batch_size=batch_size, sampler=sampler, drop_last=True, num_workers=workers,
+                       pin_memory=pin),
+            DataLoader(Subset(val_set, range(rank, len(val_set), world)), batch_size=batch_size, shuffle=False,
+                       num_workers=workers, pin_memory=pin))
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,

@@ -17,7 +17,8 @@ The benchmark's own package is used when it is installed (``pip install .[nb201]
 ``.pth`` file is read here, in the package's format (``meta_archs``, ``arch2infos[index]['full']`` =
 ``ArchResults.state_dict()`` whose ``all_results[(dataset, seed)]`` are ``ResultsCount`` state dicts).
 The ``.pth`` file is read by the one strict loader (``core.checkpoint.load_checkpoint``,
-``torch.load(weights_only=True)``): nothing in it is executed.  The NATS-Bench file is a plain pickle only ``nats_bench`` reads; it needs that package.
+``torch.load(weights_only=True)``): nothing in it is executed.  The NATS-Bench file is a plain pickle
+only ``nats_bench`` reads; it needs that package.
 """
 from __future__ import annotations
 

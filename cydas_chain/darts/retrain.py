@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from torch import nn
-from torch.utils.data import DataLoader, Subset
-from torch.utils.data.distributed import DistributedSampler
 
 from ..core.checkpoint import load_checkpoint, load_model_weights, load_weights, save_checkpoint
 from ..core.distributed import cleanup, init_distributed, is_main_process
 from ..core.errors import CheckpointError, first_line
 from ..core.logging import MetricWriter, get_logger
-from ..core.loop import evaluate, train_one_epoch
+from ..core.loop import evaluate, sharded_loaders, train_one_epoch
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.darts.genotypes import resolve_genotype
 from .data import train_test_sets
@@ -78,7 +76,7 @@ def build_eval_model(genotype, dataset: str, num_classes: int, channels: int, la
 
 
 def _setup(cfg: RetrainConfig, genotype, r: Dict[str, Any], dist, log_dir: Optional[Path]):
-    """Data, network, test loader (this rank's shard, unpadded) and logger."""
+    """Train loader, network, test loader (this rank's shard, unpadded) and logger."""
     seed_everything(cfg.seed + dist.rank)
     train_set, test_set, classes, desc = train_test_sets(cfg.dataset if cfg.data is not None else "cifar10",
                                                          cfg.data, r["image_size"], r["cutout"])
@@ -86,9 +84,9 @@ def _setup(cfg: RetrainConfig, genotype, r: Dict[str, Any], dist, log_dir: Optio
                              r["channels"], r["layers"], auxiliary=r["aux_weight"] > 0).to(dist.device)
     log = get_logger("cydas.train_cell", log_dir)
     log.info("data: %s | genotype %s", desc, genotype)
-    shard = Subset(test_set, range(dist.rank, len(test_set), dist.world_size))
-    test_loader = DataLoader(shard, batch_size=r["batch_size"], num_workers=cfg.workers)
-    return train_set, model, test_loader, log
+    train_loader, test_loader = sharded_loaders(train_set, test_set, r["batch_size"], cfg.workers, cfg.seed,
+                                                dist.device)
+    return train_loader, model, test_loader, log
 
 
 def _eval_metrics(model, loader, device) -> Dict[str, float]:
@@ -120,14 +118,13 @@ def retrain(cfg: RetrainConfig) -> float:
     ckpt = out / "checkpoint.pt"
     dist = init_distributed(cfg.device)
     try:
-        train_set, model, test_loader, log = _setup(cfg, genotype, r, dist, out if is_main_process() else None)
+        train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, out if is_main_process() else None)
         log.info("recipe %s: %s", cfg.kind, r)
         optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=r["weight_decay"],
                                         momentum=r["momentum"])
         scheduler, _ = create_scheduler_v2(optimizer, "cosine", num_epochs=r["epochs"], min_lr=0.0,
                                            warmup_epochs=r["warmup_epochs"], warmup_lr=r["lr"] * 0.01)
         criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
-        sampler = DistributedSampler(train_set, shuffle=True, seed=cfg.seed) if dist.distributed else None
         start, best = 0, 0.0
         metrics = MetricWriter(out)
         if cfg.resume:
@@ -145,11 +142,8 @@ def retrain(cfg: RetrainConfig) -> float:
         scheduler.step(start)  # stepped per epoch (the loop's per-update stepping is not used)
         for epoch in range(start, r["epochs"]):
             model.drop_path_prob = drop_path_at(epoch, r["epochs"], r["drop_path"])
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            loader = DataLoader(train_set, batch_size=r["batch_size"], shuffle=sampler is None, sampler=sampler,
-                                num_workers=cfg.workers, drop_last=True, pin_memory=dist.device.type == "cuda")
-            m, _ = train_one_epoch(model, loader, criterion, optimizer, dist.device, aux_weight=r["aux_weight"],
+            train_loader.sampler.set_epoch(epoch)
+            m, _ = train_one_epoch(model, train_loader, criterion, optimizer, dist.device, aux_weight=r["aux_weight"],
                                    grad_clip=r["grad_clip"], desc=f"epoch {epoch + 1}/{r['epochs']}")
             m.update(_eval_metrics(model, test_loader, dist.device), lr=optimizer.param_groups[0]["lr"])
             scheduler.step(epoch + 1)

@@ -22,8 +22,6 @@ from typing import Dict, List, Optional
 
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Subset
-from torch.utils.data.distributed import DistributedSampler
 
 from ..core import distributed as D
 from ..core.checkpoint import atomic_write, load_checkpoint, load_model_weights, load_weights, save_checkpoint
@@ -31,7 +29,7 @@ from ..core.data import build_transforms, default_data_root, make_shapes_folder,
 from ..core.errors import ArchError, CheckpointError, CydasError, DataError
 from ..core.flops import count_params
 from ..core.logging import MetricWriter, get_logger
-from ..core.loop import evaluate, train_one_epoch
+from ..core.loop import evaluate, sharded_loaders, train_one_epoch
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.chain_arch import resolve_arch
 from .recipe import BASE_BATCH, Recipe, scaled_lr
@@ -146,21 +144,11 @@ def build_data(cfg: TrainConfig, dist_info: D.DistInfo, for_training: bool = Tru
                                         crop_pct=data_cfg["crop_pct"])
     train_set, val_set, classes = train_val_folders(data_root(cfg), train_tf, val_tf,
                                                     val_fraction=cfg.val_fraction, seed=0)
-    world, rank = dist_info.world_size, dist_info.rank
-    per_rank = len(train_set) // world
+    per_rank = len(train_set) // dist_info.world_size
     if for_training and per_rank < cfg.batch_size:
         raise DataError(f"the training set has {len(train_set)} images, {per_rank} per process: fewer "
                         f"than the batch size {cfg.batch_size} (lower --batch-size)")
-    # A DistributedSampler also for one process: a shuffle that depends on (seed, epoch) only.
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    pin = dist_info.device.type == "cuda"
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
-                              num_workers=cfg.workers, pin_memory=pin)
-    # Validation shards without padding, so that the summed metrics count every image once.
-    val_shard = Subset(val_set, range(rank, len(val_set), world))
-    val_loader = DataLoader(val_shard, batch_size=cfg.batch_size, shuffle=False,
-                            num_workers=cfg.workers, pin_memory=pin)
-    return train_loader, val_loader, classes
+    return (*sharded_loaders(train_set, val_set, cfg.batch_size, cfg.workers, cfg.seed, dist_info.device), classes)
 
 
 # ------------------------------------------------------------------------------------------------
