@@ -9,7 +9,7 @@ import numpy as np
 from torch.utils.data import Dataset, Subset
 
 from ..core.data import (build_transforms, cifar_dataset, default_data_root, image_folder, make_shapes_folder,
-                         stratified_split)
+                         stratified_split, train_val_folders)
 from ..core.errors import DataError
 
 DATASETS = ("cifar10", "cifar100", "imagenet")
@@ -64,19 +64,14 @@ def train_test_sets(dataset: str, data: Optional[Path], image_size: int,
         raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
     imagenet = data is not None and not dataset.startswith("cifar")
     train_tf, test_tf = build_transforms(image_size, "timm" if imagenet else "cifar", cutout=cutout)
-    if data is None:
-        root = embedded_root(image_size)
-        train, test = image_folder(root / "train", train_tf), image_folder(root / "val", test_tf)
-        return train, test, list(train.classes), f"embedded synthetic 'shapes' set ({root})"
-    if dataset.startswith("cifar"):
+    if data is not None and dataset.startswith("cifar"):
         n = _num_classes(dataset)
         train = cifar_dataset(data, n, train=True, transform=train_tf)
         test = cifar_dataset(data, n, train=False, transform=test_tf)
         return train, test, list(train.classes), f"{dataset} from {data}"
-    root = Path(data)
+    root = embedded_root(image_size) if data is None else Path(data)
     if not (root / "val").is_dir():
         raise DataError(f"ImageNet-style data needs {root}/train/<class>/ and {root}/val/<class>/")
-    train, test = image_folder(root / "train", train_tf), image_folder(root / "val", test_tf)
-    if train.classes != test.classes:
-        raise DataError(f"class folders of {root}/train and {root}/val differ")
-    return train, test, list(train.classes), f"ImageNet-style folder {data}"
+    train, test, classes = train_val_folders(root, train_tf, test_tf)
+    return train, test, list(classes), (f"embedded synthetic 'shapes' set ({root})" if data is None else
+                                        f"ImageNet-style folder {data}")
