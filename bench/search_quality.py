@@ -221,7 +221,7 @@ def train_job(job: dict) -> dict:
     import cydas_chain  # noqa: F401  (registers the timm model)
     from cydas_chain.core.seed import seed_everything
     from cydas_chain.models import ChainSpace
-    from cydas_chain.train.classification import evaluate, train_one_epoch
+    from cydas_chain.core.loop import evaluate, train_one_epoch
 
     t0 = time.time()
     r = job["recipe"]
@@ -250,8 +250,8 @@ def train_job(job: dict) -> dict:
     criterion = nn.CrossEntropyLoss()
     step, hist = 0, []
     for epoch in range(r["epochs"]):
-        m, step = train_one_epoch(model, model, None, loader, criterion, optimizer, scheduler, scaler, device, amp,
-                                  step, desc=f"train {epoch}")
+        m, step = train_one_epoch(model, loader, criterion, optimizer, device, scheduler=scheduler, step=step,
+                                  scaler=scaler, amp=amp, desc=f"train {epoch}")
         hist.append(m["train_top1"])
     ev = lambda ds: evaluate(model, DataLoader(ds, batch_size=256, num_workers=0), device, amp)["top1"]  # noqa: E731
     return {"key": job["key"], "val": ev(val), "test": ev(test), "train_top1": hist, "seconds": time.time() - t0}
