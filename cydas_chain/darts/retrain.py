@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import timm
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint, load_model_weights, load_weights, save_checkpoint
@@ -64,24 +65,14 @@ def drop_path_at(epoch: int, epochs: int, drop_path: float) -> float:
     return drop_path * epoch / max(1, epochs)
 
 
-def build_eval_model(genotype, dataset: str, num_classes: int, channels: int, layers: int,
-                     auxiliary: bool, drop_path: float = 0.0) -> nn.Module:
-    import timm
-
-    from .. import models  # noqa: F401  (registers the models)
-
-    name = "cydas_darts_imagenet" if dataset == "imagenet" else "cydas_darts_cifar"
-    return timm.create_model(name, genotype=genotype, num_classes=num_classes, c=channels, layers=layers,
-                             auxiliary=auxiliary, drop_path_rate=drop_path)
-
-
 def _setup(cfg: RetrainConfig, genotype, r: Dict[str, Any], dist, log_dir: Optional[Path]):
     """Train loader, network, test loader (this rank's shard, unpadded) and logger."""
     seed_everything(cfg.seed + dist.rank)
     train_set, test_set, classes, desc = train_test_sets(cfg.dataset if cfg.data is not None else "cifar10",
                                                          cfg.data, r["image_size"], r["cutout"])
-    model = build_eval_model(genotype, "imagenet" if cfg.kind == "imagenet" else "cifar", len(classes),
-                             r["channels"], r["layers"], auxiliary=r["aux_weight"] > 0).to(dist.device)
+    model = timm.create_model("cydas_darts_imagenet" if cfg.kind == "imagenet" else "cydas_darts_cifar",
+                              genotype=genotype, num_classes=len(classes), c=r["channels"], layers=r["layers"],
+                              auxiliary=r["aux_weight"] > 0).to(dist.device)
     log = get_logger("cydas.train_cell", log_dir)
     log.info("data: %s | genotype %s", desc, genotype)
     train_loader, test_loader = sharded_loaders(train_set, test_set, r["batch_size"], cfg.workers, cfg.seed,
