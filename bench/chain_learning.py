@@ -41,7 +41,7 @@ def curve(name: str, steps: int, every: int, out: Path) -> list:
 
     s = SETTINGS[name]
     root = cdata.make_digits_folder(cdata.embedded_data_root())
-    tf, _ = cdata.search_transforms(32, embedded=True)
+    tf, _ = cdata.build_transforms(32, "embedded")
     train, val, classes = cdata.train_val_folders(root, None, tf)
     epochs = -(-steps // (len(train) // 64)) + 1
     cfg = SearchConfig(max_macs=int(400e6), epochs=epochs, batch_size=64, img_size=32, lr=s["lr"],

@@ -20,7 +20,7 @@ Data: by default the embedded real handwritten digits (scikit-learn's digits, 1,
 written once to OUT/data as a stratified seeded 60/20/20 train/val/test ImageFolder: the search
 trains on train and scores paths on val; standalone networks train on train and report val and test.
 --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
-stratified).  Transforms are the search tool's (core.data.search_transforms): for the digits, resize to
+stratified).  Transforms are the search tool's (core.data.build_transforms): for the digits, resize to
 --img-size and ImageNet normalisation, no augmentation.
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
@@ -150,7 +150,7 @@ def load_data(spec: dict, img_size: int):
     from cydas_chain.core import data as cdata
 
     root = Path(spec["root"])
-    train_tf, val_tf = cdata.search_transforms(img_size, embedded=spec["embedded"])
+    train_tf, val_tf = cdata.build_transforms(img_size, "embedded" if spec["embedded"] else "imagenet")
     train = cdata.image_folder(root / "train")
     if spec["val_idx"] is None:
         val, test = cdata.image_folder(root / "val", val_tf), cdata.image_folder(root / "test", val_tf)
@@ -226,7 +226,7 @@ def train_job(job: dict) -> dict:
     import cydas_chain  # noqa: F401  (registers the timm model)
     from cydas_chain.core.seed import seed_everything
     from cydas_chain.models import ChainSpace
-    from cydas_chain.train.classification import evaluate, train_one_epoch
+    from cydas_chain.core.loop import evaluate, train_one_epoch
 
     t0 = time.time()
     r = job["recipe"]
@@ -255,8 +255,8 @@ def train_job(job: dict) -> dict:
     criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
     step, hist = 0, []
     for epoch in range(r["epochs"]):
-        m, step = train_one_epoch(model, model, None, loader, criterion, optimizer, scheduler, scaler, device, amp,
-                                  step, desc=f"train {epoch}")
+        m, step = train_one_epoch(model, loader, criterion, optimizer, device, scheduler=scheduler, step=step,
+                                  scaler=scaler, amp=amp, desc=f"train {epoch}")
         hist.append(m["train_top1"])
     ev = lambda ds: evaluate(model, DataLoader(ds, batch_size=256, num_workers=0), device, amp)["top1"]  # noqa: E731
     return {"key": job["key"], "val": ev(val), "test": ev(test), "train_top1": hist, "seconds": time.time() - t0}
@@ -474,7 +474,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                                 "optimizer": "timm momentum 0.9, weight decay 4e-5",
                                 "schedule": "timm CosineLRScheduler per step, half-epoch warm-up from lr/100",
                                 "init": "timm, classifier zeroed", "augmentation": "none (embedded)" if data["embedded"]
-                                else "core.data.search_transforms"},
+                                else "core.data.build_transforms"},
                      "supernets": {n: {"distill_weight": w} for n, w in SUPERNETS.items()},
                      "search": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                 "eval_interval": args.eval_interval, "replace_gap": args.replace_gap,

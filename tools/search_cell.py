@@ -26,7 +26,6 @@ rate follows the total batch: a preset's rate belongs to its batch (CIFAR 0.1 pe
 """
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,17 +88,13 @@ def parse_args(argv=None):
 
 def build_config(args, num_classes: int):
     from cydas_chain.darts.searcher import PRESETS, SearchConfig
+    from cydas_chain.darts.spaces import cell_space
 
-    preset = args.preset or ("tiny" if args.data is None else
-                             "nb201" if args.space == "nb201" else
-                             "imagenet" if args.dataset == "imagenet" else "cifar")
+    space = cell_space(args.space)
+    preset = args.preset or ("tiny" if args.data is None else space.default_preset(args.dataset))
     values = dict(PRESETS[preset])
     preset_batch, preset_lr = values["batch_size"], values["w_lr"]
-    if args.space == "nb201":
-        values.update(space="nb201", stem="cifar")
-        if preset == "tiny":
-            values.update(layers=1, eval_layers=1)
-        values["eval_c"], values["eval_layers"] = values["c"], values["layers"]
+    space.adapt_preset(values, preset)
     overrides = dict(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs, batch_size=args.batch_size,
                      w_lr=args.lr, w_weight_decay=args.weight_decay, c=args.channels, layers=args.layers,
                      eval_c=args.eval_channels, eval_layers=args.eval_layers, update_every=args.update_every,
@@ -109,7 +104,7 @@ def build_config(args, num_classes: int):
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.lr is None:  # the preset's rate belongs to the preset's total batch: linear scaling
         values["w_lr"] = preset_lr * values["batch_size"] / preset_batch
-    if args.space == "nb201" and args.eval_layers is None and args.layers is not None:
+    if space.eval_like_search and args.eval_layers is None and args.layers is not None:
         values["eval_layers"] = values["layers"]
     values.update(num_classes=num_classes, seed=args.seed, cyclic=not args.first_order_darts)
     cfg = SearchConfig(**values)
@@ -122,29 +117,8 @@ def build_config(args, num_classes: int):
     return cfg, preset
 
 
-class BenchLookup:
-    """NAS-Bench-201 accuracies of the cells a search finds (cached: the search revisits cells)."""
-
-    def __init__(self, path: Path):
-        from cydas_chain.darts.nb201_bench import NB201Bench
-        self.bench, self.cache = NB201Bench(path), {}
-
-    def __call__(self, arch_str: str):
-        """The cell's accuracies, or None (with a warning) when the file lacks it."""
-        from cydas_chain.core.errors import DataError
-        if arch_str not in self.cache:
-            try:
-                self.cache[arch_str] = self.bench.lookup(arch_str)
-            except DataError as e:  # a partial file must not stop a search
-                print(f"warning: {e}", file=sys.stderr)
-                self.cache[arch_str] = None
-        return self.cache[arch_str]
-
-
 def write_outputs(out: Path, searcher, bench=None) -> None:
     from cydas_chain.core.checkpoint import atomic_write
-    from cydas_chain.darts.plot import draw_darts_cell, draw_nb201_cell
-    from cydas_chain.models.darts.nb201 import NB201_EDGES
 
     def write_json(name, obj):
         atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))
@@ -152,18 +126,13 @@ def write_outputs(out: Path, searcher, bench=None) -> None:
     genotype = searcher.search_net.genotype()
     extra, history = {}, searcher.genotype_history
     if bench is not None:
-        extra["nas_bench_201"] = bench(genotype.arch_str())
-        history = [{**h, "nas_bench_201": bench(h["genotype"]["arch_str"])} for h in history]
+        extra["nas_bench_201"] = bench.found_or_none(genotype.arch_str())
+        history = [{**h, "nas_bench_201": bench.found_or_none(h["genotype"]["arch_str"])} for h in history]
     write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
     write_json("genotype_history.json", history)
     write_json("alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
                                       for h in searcher.alpha_history])
-    if searcher.cfg.space == "nb201":
-        draw_nb201_cell(genotype.ops, NB201_EDGES, out / "cell.png", f"NB201 cell, epoch {searcher.epoch}")
-    else:
-        for kind in ("normal", "reduce"):
-            edges, concat = genotype.cell(kind == "reduce")
-            draw_darts_cell(edges, concat, out / f"{kind}.png", f"{kind} cell, epoch {searcher.epoch}")
+    searcher.space.draw(genotype, out, searcher.epoch)
 
 
 def main(argv=None) -> int:
@@ -171,21 +140,23 @@ def main(argv=None) -> int:
     from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
+    from cydas_chain.darts.nb201_bench import NB201Bench
     from cydas_chain.darts.searcher import CyclicSearcher
+    from cydas_chain.darts.spaces import cell_space
 
     ckpt = args.out / "checkpoint.pt"
     if args.resume and not ckpt.is_file():
         raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
     if not args.resume and ckpt.exists():
         raise CydasError(f"{args.out} already holds a search; pass --resume to continue it or choose another --out")
-    if args.nb201_api is not None and args.space != "nb201":
+    if args.nb201_api is not None and not cell_space(args.space).benchmark:
         raise CydasError("--nb201-api needs --space nb201")
     dist = init_distributed(args.device)
     try:
         # the benchmark file is read once, before the search, by the process that writes the results
-        bench = BenchLookup(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
+        bench = NB201Bench(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
         if bench is not None:
-            log_bench = f"NAS-Bench-201: {len(bench.bench)} cells in {args.nb201_api} ({bench.bench.source})"
+            log_bench = f"NAS-Bench-201: {len(bench)} cells in {args.nb201_api} ({bench.source})"
         image_size = args.img_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
@@ -213,7 +184,7 @@ def main(argv=None) -> int:
         def on_epoch(epoch, m):
             from cydas_chain.darts.nb201_bench import BENCH_DATASETS, format_accuracies
             g = searcher.search_net.genotype()
-            found = bench(g.arch_str()) if bench is not None else None
+            found = bench.found_or_none(g.arch_str()) if bench is not None else None
             if found is not None:  # the cell of this cycle, as the benchmark knows it
                 m = dict(m, **{f"nb201_{name}_{kind}": found[name][kind] for name in BENCH_DATASETS
                                for kind in ("valid", "test") if found[name][kind] is not None})

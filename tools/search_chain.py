@@ -118,7 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (GPU of this process if any, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="float16 mixed precision (default: on for CUDA)")
-    g.add_argument("--trace-paths", action="store_true", help=argparse.SUPPRESS)  # tests: per-rank path log
     return p
 
 
@@ -177,7 +176,8 @@ def main(argv=None) -> int:
         root, data_desc = args.data, str(args.data)
     if not 0.0 < args.crop_scale <= 1.0:
         raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-    train_tf, val_tf = cdata.search_transforms(args.img_size, embedded, args.crop_scale)
+    train_tf, val_tf = cdata.build_transforms(args.img_size, "embedded" if embedded else "imagenet",
+                                             crop_scale=args.crop_scale)
     train_set, val_set, classes = cdata.train_val_folders(root, None, val_tf, seed=args.seed)
 
     cfg = SearchConfig(
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
              len(train_set), len(val_set), dist.device, dist.world_size)
     search = ChainSearch(cfg, train_set, train_tf, val_set, classes, out, dist, log, workers=args.workers,
                          save_interval=args.save_interval, data_desc=data_desc,
-                         latency_cache=cdata.embedded_data_root().parent / "latency", trace_paths=args.trace_paths)
+                         latency_cache=cdata.embedded_data_root().parent / "latency")
     search.run(resume=resume)
     cleanup()
     return 0

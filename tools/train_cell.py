@@ -17,14 +17,14 @@ Recipes (defaults; every option overrides):
 
 --genotype: a published name (dartsv1, dartsv2, pdarts, pcdarts_cifar, pcdarts_imagenet, cydas_cifar,
 cydas_imagenet), a genotype.json written by search_cell.py, or an official genotype file.
-Writes to --out: checkpoint.pt (last), best.pt (best top-1), metrics.csv, tb/, log.txt.
+Writes to --out: checkpoint.pt (last), best.pt (best top-1), metrics.csv, tb/, log.txt; accuracies in percent.
 """
 import argparse
 import sys
 from pathlib import Path
 
 from cydas_chain.core.cli import run_tool
-from cydas_chain.core.errors import CheckpointError, CydasError, first_line
+from cydas_chain.core.errors import CydasError
 
 
 def parse_args(argv=None):
@@ -61,23 +61,15 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-
-    from cydas_chain.core.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-    from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
-    from cydas_chain.core.logging import MetricWriter, get_logger
-    from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
-    from cydas_chain.darts.data import train_test_sets
-    from cydas_chain.darts.retrain import RECIPES, build_eval_model, drop_path_at, evaluate, train_one_epoch
+    from cydas_chain.darts.retrain import RetrainConfig, evaluate_checkpoint, retrain
     from cydas_chain.models.darts.genotypes import resolve_genotype
 
     genotype = resolve_genotype(args.genotype)  # bad names / files fail before anything starts
-    kind = "tiny" if args.data is None else ("imagenet" if args.dataset == "imagenet" else "cifar")
-    r = dict(RECIPES[kind])
-    r.update({k: v for k, v in vars(args).items() if k in r and v is not None})
+    if args.eval_only and "--genotype" not in (argv or sys.argv):
+        genotype = None  # the checkpoint's
+    cfg = RetrainConfig(genotype=genotype, dataset=args.dataset, data=args.data, out=args.out,
+                        overrides=vars(args), seed=args.seed, device=args.device,  # the recipe's keys are used
+                        workers=args.workers, resume=args.resume, checkpoint=args.checkpoint)
     if args.eval_only and args.checkpoint is None:
         raise CydasError("--eval-only needs --checkpoint PATH")
     ckpt = args.out / "checkpoint.pt"
@@ -86,83 +78,11 @@ def main(argv=None) -> int:
             raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
         if not args.resume and ckpt.exists():
             raise CydasError(f"{args.out} already holds a training; pass --resume or choose another --out")
-    if args.eval_only:  # the checkpoint's genotype and network size, unless given on the command line
-        saved = load_checkpoint(args.checkpoint)  # one line for a missing or corrupt file
-        if "genotype" in saved and "--genotype" not in (argv or sys.argv):
-            genotype = resolve_genotype(saved["genotype"])
-        for k in ("channels", "layers", "aux_weight"):
-            if k in saved.get("recipe", {}) and getattr(args, k) is None:
-                r[k] = saved["recipe"][k]
-
-    dist = init_distributed(args.device)
-    try:
-        seed_everything(args.seed + dist.rank)
-        imagenet_tf = {}
-        if kind == "imagenet":
-            from timm.data import create_transform
-            imagenet_tf = dict(train_transform=create_transform(r["image_size"], is_training=True, color_jitter=0.4),
-                               test_transform=create_transform(r["image_size"], is_training=False))
-        train_set, test_set, classes, desc = train_test_sets(
-            args.dataset if args.data is not None else "cifar10", args.data, r["image_size"], r["cutout"],
-            **imagenet_tf)
-        model = build_eval_model(genotype, "imagenet" if kind == "imagenet" else "cifar", len(classes),
-                                 r["channels"], r["layers"], auxiliary=r["aux_weight"] > 0).to(dist.device)
-        log = get_logger("cydas.train_cell", args.out if is_main_process() and not args.eval_only else None)
-        log.info("data: %s | genotype %s", desc, genotype)
-        test_loader = DataLoader(test_set, batch_size=r["batch_size"], num_workers=args.workers,
-                                 sampler=DistributedSampler(test_set, shuffle=False) if dist.distributed else None)
-        if args.eval_only:
-            load_model_weights(model, args.checkpoint)
-            m = evaluate(model, test_loader, dist.device)
-            print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
-            return 0
-
-        log.info("recipe %s: %s", kind, r)
-        optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=r["weight_decay"],
-                                        momentum=r["momentum"])
-        scheduler, _ = create_scheduler_v2(optimizer, "cosine", num_epochs=r["epochs"], min_lr=0.0,
-                                           warmup_epochs=r["warmup_epochs"], warmup_lr=r["lr"] * 0.01)
-        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed) if dist.distributed else None
-        start, best = 0, 0.0
-        metrics = MetricWriter(args.out)
-        if args.resume:
-            state = load_checkpoint(ckpt)
-            try:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-            except (KeyError, RuntimeError, ValueError) as e:
-                raise CheckpointError(f"{ckpt} does not match this training: {first_line(e)}") from None
-            start, best = int(state["epoch"]), float(state["best_top1"])
-            set_rng_state(state["rng"])
-            metrics.truncate_after(start)
-            log.info("resumed after epoch %d", start)
-        scheduler.step(start)
-        for epoch in range(start, r["epochs"]):
-            model.drop_path_prob = drop_path_at(epoch, r["epochs"], r["drop_path"])
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            loader = DataLoader(train_set, batch_size=r["batch_size"], shuffle=sampler is None, sampler=sampler,
-                                num_workers=args.workers, drop_last=True, pin_memory=dist.device.type == "cuda")
-            m = train_one_epoch(model, loader, optimizer, dist.device, r["aux_weight"], r["label_smoothing"],
-                                r["grad_clip"], desc=f"epoch {epoch + 1}/{r['epochs']}")
-            m.update(evaluate(model, test_loader, dist.device), lr=optimizer.param_groups[0]["lr"])
-            scheduler.step(epoch + 1)
-            best = max(best, m["eval_top1"])
-            metrics.write(epoch + 1, m)
-            log.info("epoch %d/%d %s", epoch + 1, r["epochs"], " ".join(f"{k}={v:.4g}" for k, v in m.items()))
-            if is_main_process():
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_top1": best,
-                         "genotype": genotype.to_dict(), "recipe": r, "rng": rng_state()}
-                if m["eval_top1"] >= best:
-                    save_checkpoint({"model": state["model"], "genotype": state["genotype"], "epoch": epoch + 1,
-                                     "top1": best, "recipe": r}, args.out / "best.pt")
-                save_checkpoint(state, ckpt)
-        metrics.close()
-        log.info("best top-1 %.4f; weights in %s", best, args.out / "best.pt")
-    finally:
-        cleanup()
+    if args.eval_only:
+        m = evaluate_checkpoint(cfg)
+        print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    else:
+        retrain(cfg)
     return 0
 
 

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..core.distill import soft_target_kl
-from ..core.distributed import DistInfo, all_reduce_sum, is_main_process
+from ..core.distributed import DistInfo, all_reduce_sum, is_main_process, same_on_all_ranks
 from ..core.errors import CheckpointError, CydasError, DataError, first_line
 from ..core.logging import MetricWriter, json_safe, progress
 from ..core.seed import rng_state, seed_everything, set_rng_state
@@ -136,8 +136,7 @@ class ChainSearch:
 
     def __init__(self, cfg: SearchConfig, train_set: Dataset, train_transform, val_set: Dataset,
                  classes: Sequence[str], out_dir: Path, dist: DistInfo, logger, workers: int = 0,
-                 save_interval: int = 500, data_desc: str = "", latency_cache: Optional[Path] = None,
-                 trace_paths: bool = False):
+                 save_interval: int = 500, data_desc: str = "", latency_cache: Optional[Path] = None):
         self.cfg, self.classes, self.out, self.dist, self.log = cfg, list(classes), Path(out_dir), dist, logger
         self.workers, self.save_interval, self.data_desc = workers, save_interval, data_desc
         self.device = dist.device
@@ -150,7 +149,6 @@ class ChainSearch:
             raise DataError(f"the training set has {len(train_set)} images, fewer than one batch of "
                             f"{cfg.batch_size}; lower --batch-size")
         self.total_steps = self.steps_per_epoch * cfg.epochs
-        self.trace = [] if trace_paths else None
 
         seed_everything(cfg.seed)
         self.space = ChainSpace(cfg.slots)
@@ -406,13 +404,15 @@ class ChainSearch:
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
                 path = tuple(int(c) for c in self.sampler.sample())
-                if self.trace is not None:
-                    self.trace.append(path)
+                if not same_on_all_ranks(torch.tensor(path, device=self.device)):
+                    raise CydasError(f"step {self.step + 1}: the {self.dist.world_size} processes sampled different "
+                                     f"paths (their samplers diverged); restart from the last checkpoint")
                 lr = self.optimizer.param_groups[0]["lr"]
                 m = self.train_step(x, y, path)
                 self.step += 1
                 teacher = self.board.teacher
-                row = {**m, "lr": lr, "macs": self.table.path_macs(path) / 1e6, "teacher_macs": teacher.macs / 1e6}
+                row = {**m, "path": self.space.path_str(path), "lr": lr, "macs": self.table.path_macs(path) / 1e6,
+                       "teacher_macs": teacher.macs / 1e6}
                 if self.step >= self.warmup_steps and (self.step % cfg.eval_interval == 0
                                                        or self.step == self.total_steps):
                     last_eval = self.evaluate(path)
@@ -427,15 +427,9 @@ class ChainSearch:
                     self.save()
         bar.close()
         metrics.close()
-        self._write_trace()
+        if self.dist.world_size > 1:
+            self.log.info("the %d processes trained the same path at every step", self.dist.world_size)
         return self.finish()
-
-    def _write_trace(self) -> None:
-        if self.trace is not None:
-            p = self.out / f"paths_rank{self.dist.rank}.txt"
-            with open(p, "a") as f:
-                f.writelines(self.space.path_str(t) + "\n" for t in self.trace)
-            self.trace.clear()
 
     # ---- outputs ------------------------------------------------------------------------------
     def finish(self) -> dict:

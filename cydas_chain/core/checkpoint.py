@@ -22,7 +22,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Union
 import torch
 from torch import nn
 
-from .errors import CheckpointError, CheckpointObjectsError, CorruptCheckpointError
+from .errors import CheckpointError, CheckpointObjectsError, CorruptCheckpointError, first_line
 
 PathLike = Union[str, os.PathLike]
 
@@ -236,10 +236,15 @@ def extract_state_dict(state: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
     return state
 
 
-def load_model_weights(model: nn.Module, path: PathLike, strict: bool = True) -> None:
-    """Load model weights from ``path`` and fail with one line if they do not fit ``model``."""
-    state_dict = extract_state_dict(load_checkpoint(path))
-    own = model.state_dict()
+def load_weights(module: nn.Module, state_dict: Mapping[str, Any], source: PathLike,
+                 what: str = "checkpoint", strict: bool = True) -> None:
+    """Load ``state_dict`` (read from ``source``) into ``module``; one line when they do not fit.
+
+    The one strict weights loader: every load of weights into a network goes through it (or through
+    :func:`load_model_weights`, which reads the file first).  ``what`` names the weights in the
+    message ("checkpoint", "EMA weights of", ...).
+    """
+    own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     mismatched = [k for k, v in state_dict.items()
@@ -247,11 +252,30 @@ def load_model_weights(model: nn.Module, path: PathLike, strict: bool = True) ->
     if mismatched:
         k = mismatched[0]
         raise CheckpointError(
-            f"checkpoint {path} does not match the model: {len(mismatched)} tensors differ in shape, "
+            f"{what} {source} does not match the model: {len(mismatched)} tensors differ in shape, "
             f"e.g. {k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}")
     if strict and (missing or unexpected):
         example = (missing or unexpected)[0]
         raise CheckpointError(
-            f"checkpoint {path} does not match the model: {len(missing)} missing and "
+            f"{what} {source} does not match the model: {len(missing)} missing and "
             f"{len(unexpected)} unexpected keys, e.g. {example!r}")
-    model.load_state_dict(state_dict, strict=strict)
+    try:
+        module.load_state_dict(state_dict, strict=strict)
+    except RuntimeError as e:  # anything the checks above do not see
+        raise CheckpointError(f"{what} {source} does not match the model: {first_line(e)}") from None
+
+
+def load_model_weights(model: nn.Module, path: PathLike, strict: bool = True) -> None:
+    """Load model weights from ``path`` and fail with one line if they do not fit ``model``."""
+    load_weights(model, extract_state_dict(load_checkpoint(path)), path, strict=strict)
+
+
+def check_pretrained_file(variant: str, kwargs: Mapping[str, Any], advice: str) -> None:
+    """timm's ``pretrained=True`` for our models: nothing is downloaded, so a local file must be given
+    (``pretrained_cfg_overlay=dict(file=...)``) and be readable by the strict loader."""
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    cfg = kwargs.get("pretrained_cfg")
+    file = overlay.get("file") or (cfg.get("file") if isinstance(cfg, dict) else getattr(cfg, "file", None))
+    if not file:
+        raise CheckpointError(f"{variant}: {advice}")
+    load_checkpoint(file)  # one-line error for a missing, empty or corrupt file

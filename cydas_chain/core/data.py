@@ -102,21 +102,65 @@ class TensorImageDataset(Dataset):
         return img, self.targets[i]
 
 
-def search_transforms(img_size: int, embedded: bool, crop_scale: float = 0.08):
-    """(train, val) transforms of the chain search and its benchmarks.
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+TRANSFORM_KINDS = ("embedded", "cifar", "imagenet", "timm")
 
-    ``embedded`` (the 8x8 digits): upscaled to ``img_size``, no augmentation (measured: a random shift
-    halves what a 200-step search learns on them; docs/chain.md), no flips (a flipped digit is
-    another).  Otherwise ImageNet's: random-resized crops of at least ``crop_scale`` of the area and
-    flips for training; resize to ``img_size / 0.875`` and centre crop for validation.
+
+class Cutout:
+    """Zero one random ``length`` x ``length`` square of a tensor image (DARTS' CIFAR recipe)."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        y0, y1 = max(0, cy - self.length // 2), min(h, cy + self.length // 2)
+        x0, x1 = max(0, cx - self.length // 2), min(w, cx + self.length // 2)
+        img = img.clone()
+        img[..., y0:y1, x0:x1] = 0.0
+        return img
+
+
+def build_transforms(img_size: int, kind: str = "imagenet", *, crop_scale: float = 0.08, cutout: int = 0,
+                     auto_augment: Optional[str] = None, interpolation: str = "bilinear",
+                     mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                     crop_pct: float = 0.875):
+    """(train, eval) transforms of every tool; ``kind`` says which:
+
+    * ``embedded`` (the 8x8 digits of the chain search): upscaled to ``img_size``, no augmentation
+      (measured: a random shift halves what a 200-step search learns on them; docs/chain.md), no flips
+      (a flipped digit is another).
+    * ``cifar`` (DARTS): pad by ``img_size / 8`` and random crop, flip, ``cutout`` > 0 squares;
+      CIFAR normalisation.
+    * ``imagenet`` (the searches): random-resized crops of at least ``crop_scale`` of the area and flips;
+      resize to ``img_size / 0.875`` and centre crop for evaluation.  torchvision's, so that a seeded
+      torch generator fixes them (the chain search seeds every image).
+    * ``timm`` (retraining): timm's ``create_transform``: random-resized crop, flip, ``auto_augment``
+      (a timm policy) or else colour jitter 0.4; evaluation resizes to ``img_size / crop_pct``.
+    ``mean`` / ``std`` default to ImageNet's (CIFAR's for ``cifar``).
     """
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from torchvision import transforms as T
 
-    norm = [T.ToTensor(), T.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)]
-    if embedded:
+    if kind not in TRANSFORM_KINDS:
+        raise ValueError(f"unknown transform kind '{kind}' (one of {', '.join(TRANSFORM_KINDS)})")
+    mean = tuple(mean or (CIFAR_MEAN if kind == "cifar" else IMAGENET_DEFAULT_MEAN))
+    std = tuple(std or (CIFAR_STD if kind == "cifar" else IMAGENET_DEFAULT_STD))
+    if kind == "timm":
+        from timm.data import create_transform
+
+        return (create_transform(img_size, is_training=True, auto_augment=auto_augment, scale=(crop_scale, 1.0),
+                                 interpolation=interpolation, mean=mean, std=std),
+                create_transform(img_size, is_training=False, interpolation=interpolation, mean=mean, std=std,
+                                 crop_pct=crop_pct))
+    norm = [T.ToTensor(), T.Normalize(mean, std)]
+    if kind == "embedded":
         resize = T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR), *norm])
         return resize, resize
+    if kind == "cifar":
+        train = [T.RandomCrop(img_size, padding=img_size // 8), T.RandomHorizontalFlip(), *norm]
+        return T.Compose(train + ([Cutout(cutout)] if cutout > 0 else [])), T.Compose(norm)
     return (T.Compose([T.RandomResizedCrop(img_size, scale=(crop_scale, 1.0)), T.RandomHorizontalFlip(), *norm]),
             T.Compose([T.Resize(int(round(img_size / 0.875))), T.CenterCrop(img_size), *norm]))
 
@@ -146,26 +190,34 @@ def make_digits_folder(root: os.PathLike, val_fraction: float = 0.2, seed: int =
     """
     from PIL import Image
 
-    root = Path(root)
-    spec = dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1)
-    marker = root / "dataset.json"
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        return root
-    images, labels = load_digits_array()
-    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
-    for split, idx in (("train", train_idx), ("val", val_idx)):
-        for i in idx:
-            d = root / split / str(labels[i])
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
-    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
+    def write(root: Path) -> None:
+        images, labels = load_digits_array()
+        train_idx, val_idx = stratified_split(labels, val_fraction, seed)
+        for split, idx in (("train", train_idx), ("val", val_idx)):
+            for i in idx:
+                d = root / split / str(labels[i])
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
+
+    return _written_once(root, dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1), write)
+
+
+def _written_once(root: os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
+    """``write(root)`` unless ``root`` holds a complete copy made with ``spec`` (``dataset.json``, written last)."""
+    root, marker = Path(root), Path(root) / "dataset.json"
+    if not (marker.exists() and json.loads(marker.read_text()) == spec):
+        write(root)
+        marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
     return root
+
+
+def _cache_dir(name: str) -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cydas_chain" / name
 
 
 def embedded_data_root() -> Path:
     """Where the embedded default data set is written (XDG cache)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "cydas_chain" / "digits"
+    return _cache_dir("digits")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,33 +265,22 @@ def make_shapes_folder(root: os.PathLike, train_per_class: int = 60, val_per_cla
     """
     from PIL import Image
 
-    root = Path(root)
-    spec = dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
-                val_per_class=val_per_class, image_size=image_size, seed=seed, version=1)
-    marker = root / "dataset.json"
-    if marker.exists() and json.loads(marker.read_text()) == spec:
-        return root
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", train_per_class), ("val", val_per_class)):
-        for kind in SHAPE_CLASSES:
-            d = root / split / kind
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(draw_shape(kind, image_size, rng)).save(d / f"{kind}_{i:04d}.png")
-    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
-    return root
+    def write(root: Path) -> None:
+        rng = np.random.default_rng(seed)
+        for split, n in (("train", train_per_class), ("val", val_per_class)):
+            for kind in SHAPE_CLASSES:
+                d = root / split / kind
+                d.mkdir(parents=True, exist_ok=True)
+                for i in range(n):
+                    Image.fromarray(draw_shape(kind, image_size, rng)).save(d / f"{kind}_{i:04d}.png")
+
+    return _written_once(root, dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
+                                    val_per_class=val_per_class, image_size=image_size, seed=seed, version=1), write)
 
 
 def default_data_root() -> Path:
     """Where the embedded default dataset is written (XDG cache)."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "cydas_chain" / "shapes"
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
+    return _cache_dir("shapes")
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,6 +102,16 @@ def average_gradients(params) -> None:
             all_reduce_sum(p.grad).div_(world)
 
 
+def same_on_all_ranks(t: torch.Tensor) -> bool:
+    """Whether the integer tensor ``t`` holds the same values on every rank (True in one process)."""
+    if not is_dist():
+        return True
+    lo, hi = t.clone(), t.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    return bool(torch.equal(lo, hi))
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send a picklable value from ``src`` to every rank (e.g. a sampled path, a decision)."""
     if not is_dist():

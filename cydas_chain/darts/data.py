@@ -6,16 +6,13 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, Subset
-from torchvision import transforms as T
 
-from ..core.data import cifar_dataset, default_data_root, image_folder, make_shapes_folder, stratified_split
+from ..core.data import (build_transforms, cifar_dataset, default_data_root, image_folder, make_shapes_folder,
+                         stratified_split, train_val_folders)
 from ..core.errors import DataError
 
 DATASETS = ("cifar10", "cifar100", "imagenet")
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 EMBEDDED_IMAGE_SIZE = 16
 
 
@@ -23,39 +20,6 @@ def embedded_root(image_size: int = EMBEDDED_IMAGE_SIZE) -> Path:
     """The embedded default: 10 procedurally drawn classes, 40 train + 10 test images each."""
     root = default_data_root().parent / f"shapes_darts{image_size}"
     return make_shapes_folder(root, train_per_class=40, val_per_class=10, image_size=image_size, seed=0)
-
-
-class Cutout:
-    """Zero one random ``length`` x ``length`` square of a tensor image (DARTS' CIFAR recipe)."""
-
-    def __init__(self, length: int):
-        self.length = length
-
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        h, w = img.shape[-2:]
-        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
-        y0, y1 = max(0, cy - self.length // 2), min(h, cy + self.length // 2)
-        x0, x1 = max(0, cx - self.length // 2), min(w, cx + self.length // 2)
-        img = img.clone()
-        img[..., y0:y1, x0:x1] = 0.0
-        return img
-
-
-def cifar_like_transforms(image_size: int, train: bool, cutout: int = 0):
-    """Pad-crop and flip (training), tensor, CIFAR normalisation, optional cutout."""
-    tf = [T.RandomCrop(image_size, padding=image_size // 8), T.RandomHorizontalFlip()] if train else []
-    tf += [T.ToTensor(), T.Normalize(CIFAR_MEAN, CIFAR_STD)]
-    if train and cutout > 0:
-        tf.append(Cutout(cutout))
-    return T.Compose(tf)
-
-
-def imagenet_search_transforms(image_size: int, train: bool):
-    if train:
-        return T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(),
-                          T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-    return T.Compose([T.Resize(int(image_size / 0.875)), T.CenterCrop(image_size), T.ToTensor(),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
 def _num_classes(dataset: str) -> int:
@@ -72,15 +36,15 @@ def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int
         raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
     if data is None:
         root = embedded_root(image_size)
-        full = image_folder(root / "train", cifar_like_transforms(image_size, True))
+        full = image_folder(root / "train", build_transforms(image_size, "cifar")[0])
         desc = f"embedded synthetic 'shapes' set ({root}), {len(full)} training images of {image_size}px"
     elif dataset.startswith("cifar"):
-        full = cifar_dataset(data, _num_classes(dataset), train=True, transform=cifar_like_transforms(32, True))
+        full = cifar_dataset(data, _num_classes(dataset), train=True, transform=build_transforms(32, "cifar")[0])
         desc = f"{dataset} training images from {data}"
     else:
         root = Path(data)
         full = image_folder(root / "train" if (root / "train").is_dir() else root,
-                            imagenet_search_transforms(image_size, True))
+                            build_transforms(image_size, "imagenet")[0])
         desc = f"ImageNet-style folder {data}"
     targets = np.asarray(full.targets)
     idx = np.arange(len(targets))
@@ -92,30 +56,22 @@ def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int
     return train, val, list(full.classes), f"{desc}; split {len(train)} (w_S) + {len(val)} (alpha, w_E)"
 
 
-def train_test_sets(dataset: str, data: Optional[Path], image_size: int, cutout: int = 0,
-                    train_transform=None, test_transform=None) -> Tuple[Dataset, Dataset, list, str]:
-    """Training and test sets of the retraining (train_cell): CIFAR train/test batches, DIR/train + DIR/val,
-    or the embedded set."""
+def train_test_sets(dataset: str, data: Optional[Path], image_size: int,
+                    cutout: int = 0) -> Tuple[Dataset, Dataset, list, str]:
+    """Training and test sets of the retraining (train_cell): CIFAR train/test batches (or the embedded set)
+    with the CIFAR transforms, DIR/train + DIR/val with timm's."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
-    if data is None or dataset.startswith("cifar"):
-        train_tf = train_transform or cifar_like_transforms(image_size, True, cutout)
-        test_tf = test_transform or cifar_like_transforms(image_size, False)
-    else:
-        train_tf, test_tf = train_transform, test_transform
-    if data is None:
-        root = embedded_root(image_size)
-        train, test = image_folder(root / "train", train_tf), image_folder(root / "val", test_tf)
-        return train, test, list(train.classes), f"embedded synthetic 'shapes' set ({root})"
-    if dataset.startswith("cifar"):
+    imagenet = data is not None and not dataset.startswith("cifar")
+    train_tf, test_tf = build_transforms(image_size, "timm" if imagenet else "cifar", cutout=cutout)
+    if data is not None and dataset.startswith("cifar"):
         n = _num_classes(dataset)
         train = cifar_dataset(data, n, train=True, transform=train_tf)
         test = cifar_dataset(data, n, train=False, transform=test_tf)
         return train, test, list(train.classes), f"{dataset} from {data}"
-    root = Path(data)
+    root = embedded_root(image_size) if data is None else Path(data)
     if not (root / "val").is_dir():
         raise DataError(f"ImageNet-style data needs {root}/train/<class>/ and {root}/val/<class>/")
-    train, test = image_folder(root / "train", train_tf), image_folder(root / "val", test_tf)
-    if train.classes != test.classes:
-        raise DataError(f"class folders of {root}/train and {root}/val differ")
-    return train, test, list(train.classes), f"ImageNet-style folder {data}"
+    train, test, classes = train_val_folders(root, train_tf, test_tf)
+    return train, test, list(classes), (f"embedded synthetic 'shapes' set ({root})" if data is None else
+                                        f"ImageNet-style folder {data}")

@@ -16,16 +16,18 @@ reports them:
 The benchmark's own package is used when it is installed (``pip install .[nb201]``); otherwise the
 ``.pth`` file is read here, in the package's format (``meta_archs``, ``arch2infos[index]['full']`` =
 ``ArchResults.state_dict()`` whose ``all_results[(dataset, seed)]`` are ``ResultsCount`` state dicts).
-The ``.pth`` file is unpickled with ``torch.load(weights_only=True)``: nothing in it is executed.  The
-NATS-Bench file is a plain pickle only ``nats_bench`` reads; it needs that package.
+The ``.pth`` file is read by the one strict loader (``core.checkpoint.load_checkpoint``,
+``torch.load(weights_only=True)``): nothing in it is executed.  The NATS-Bench file is a plain pickle
+only ``nats_bench`` reads; it needs that package.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
-from ..core.errors import DataError, first_line
+from ..core.errors import CheckpointError, DataError, first_line
 from ..models.darts.nb201 import NB201Genotype
 
 __all__ = ["NB201Bench", "BENCH_DATASETS", "format_accuracies"]
@@ -52,16 +54,19 @@ def _safe_globals():
 
 def _load_pth(path: Path) -> Dict[str, Any]:
     import torch
+
+    from ..core.checkpoint import load_checkpoint
     # Only what is not allowed already: leaving the context removes what it added, and would take away
     # the numpy types that importing cydas_chain.mm allow-lists for the whole process.
     allowed = torch.serialization.get_safe_globals()
     extra = [g for g in _safe_globals() if g not in allowed]
     try:
         with torch.serialization.safe_globals(extra):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one line
-        raise DataError(f"cannot read NAS-Bench-201 file {path}: {first_line(e)}") from None
-    if not isinstance(data, Mapping) or not {"meta_archs", "arch2infos"} <= set(data):
+            data = load_checkpoint(path)  # the strict (weights-only) loader
+    except CheckpointError as e:  # any unreadable file gets the same one line
+        reason = str(e).removeprefix(f"cannot read checkpoint {path}: ")
+        raise DataError(f"cannot read NAS-Bench-201 file {path}: {reason}") from None
+    if not {"meta_archs", "arch2infos"} <= set(data):
         raise DataError(f"{path} is not a NAS-Bench-201 API file (no 'meta_archs' / 'arch2infos')")
     return data
 
@@ -70,7 +75,7 @@ class NB201Bench:
     """The benchmark's results of a file; :meth:`lookup` gives a cell's accuracies."""
 
     def __init__(self, path: Union[str, os.PathLike], use_package: bool = True):
-        self.path = Path(path)
+        self.path, self._found = Path(path), {}
         if not self.path.exists():
             raise DataError(f"NAS-Bench-201 file not found: {self.path}")
         self.api = None
@@ -115,6 +120,17 @@ class NB201Bench:
         if idx is None or idx < 0:
             raise DataError(f"cell {arch_str} is not in {self.path.name}")
         return int(idx)
+
+    def found_or_none(self, arch_str: str) -> Optional[Dict[str, Any]]:
+        """:meth:`lookup`, cached (a search revisits cells); None with a warning for a cell the file
+        lacks (a partial file must not stop a search)."""
+        if arch_str not in self._found:
+            try:
+                self._found[arch_str] = self.lookup(arch_str)
+            except DataError as e:
+                print(f"warning: {e}", file=sys.stderr)
+                self._found[arch_str] = None
+        return self._found[arch_str]
 
     def lookup(self, arch: Union[str, NB201Genotype]) -> Dict[str, Any]:
         """``{"index", "arch_str", "cifar10": {"valid", "test"}, "cifar100": ..., "ImageNet16-120": ...}``

@@ -1,75 +1,63 @@
-"""Retraining an evaluation network from scratch (DARTS/CyDAS recipes), and its evaluation."""
+"""Retraining an evaluation network from scratch (DARTS/CyDAS recipes), and its evaluation.
+
+The epochs run through the one classification loop (:mod:`cydas_chain.core.loop`); what the DARTS
+recipes add are its options (auxiliary head weight, gradient clipping) and the drop-path ramp set
+before each epoch.  Accuracies are in percent.  ``--out`` holds checkpoint.pt (last), best.pt (best
+top-1), metrics.csv, tb/ and log.txt.
+"""
 from __future__ import annotations
 
-from typing import Dict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
 
-import torch
-import torch.nn.functional as F
+import timm
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..core.distributed import all_reduce_sum, average_gradients
-from ..core.logging import progress
+from ..core.checkpoint import load_checkpoint, load_model_weights, load_weights, save_checkpoint
+from ..core.distributed import cleanup, init_distributed, is_main_process
+from ..core.errors import CheckpointError, first_line
+from ..core.logging import MetricWriter, get_logger
+from ..core.loop import evaluate, sharded_loaders, train_one_epoch
+from ..core.seed import rng_state, seed_everything, set_rng_state
+from ..models.darts.genotypes import resolve_genotype
+from .data import train_test_sets
 
 # The paper's recipes (CyDAS Sec. 4, following DARTS); the tool's defaults.
+_SGD = dict(batch_size=128, lr=0.025, momentum=0.9, weight_decay=5e-4, warmup_epochs=0, aux_weight=0.4,
+            label_smoothing=0.0, image_size=32, grad_clip=5.0)
 RECIPES: Dict[str, Dict] = {
-    "cifar": dict(epochs=600, batch_size=128, lr=0.025, momentum=0.9, weight_decay=5e-4, warmup_epochs=0,
-                  drop_path=0.3, aux_weight=0.4, cutout=16, label_smoothing=0.0, channels=36, layers=20,
-                  image_size=32, grad_clip=5.0),
-    "imagenet": dict(epochs=250, batch_size=128, lr=0.5, momentum=0.9, weight_decay=3e-5, warmup_epochs=5,
-                     drop_path=0.0, aux_weight=0.4, cutout=0, label_smoothing=0.1, channels=48, layers=14,
-                     image_size=224, grad_clip=5.0),
+    "cifar": dict(_SGD, epochs=600, drop_path=0.3, cutout=16, channels=36, layers=20),
+    "imagenet": dict(_SGD, epochs=250, lr=0.5, weight_decay=3e-5, warmup_epochs=5, drop_path=0.0, cutout=0,
+                     label_smoothing=0.1, channels=48, layers=14, image_size=224),
     # the embedded default: a smoke run on the synthetic set, minutes on a CPU
-    "tiny": dict(epochs=2, batch_size=32, lr=0.025, momentum=0.9, weight_decay=5e-4, warmup_epochs=0,
-                 drop_path=0.1, aux_weight=0.4, cutout=8, label_smoothing=0.0, channels=8, layers=5,
-                 image_size=32, grad_clip=5.0),
+    "tiny": dict(_SGD, epochs=2, batch_size=32, drop_path=0.1, cutout=8, channels=8, layers=5),
 }
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    device: torch.device, aux_weight: float = 0.4, label_smoothing: float = 0.0,
-                    grad_clip: float = 5.0, desc: str = "train") -> Dict[str, float]:
-    """One epoch of cross-entropy (+ ``aux_weight`` x the auxiliary head's), SGD, clipped gradients."""
-    model.train()
-    total, correct, loss_sum = 0, 0, 0.0
-    params = [p for p in model.parameters() if p.requires_grad]
-    bar = progress(loader, desc=desc, unit="batch")
-    for x, y in bar:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        out = model.forward_all(x)
-        loss = F.cross_entropy(out["logits"], y, label_smoothing=label_smoothing)
-        if out["aux"] is not None and aux_weight > 0:
-            loss = loss + aux_weight * F.cross_entropy(out["aux"], y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(params)
-        if grad_clip > 0:
-            nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        n = y.numel()
-        total += n
-        loss_sum += loss.item() * n
-        correct += int((out["logits"].argmax(1) == y).sum())
-        bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
-    return {"train_loss": loss_sum / max(1, total), "train_top1": correct / max(1, total)}
+@dataclass
+class RetrainConfig:
+    genotype: Any = "cydas_cifar"  # a published name, a genotype file or a Genotype; None: the checkpoint's
+    dataset: str = "cifar10"  # cifar10 | cifar100 | imagenet
+    data: Optional[Path] = None  # None: the embedded synthetic set and the 'tiny' recipe
+    out: Path = Path("runs/train_cell")
+    overrides: Dict[str, Any] = field(default_factory=dict)  # recipe values given on the command line
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    resume: bool = False  # continue from out/checkpoint.pt
+    checkpoint: Optional[Path] = None  # evaluate_checkpoint's weights
 
+    @property
+    def kind(self) -> str:
+        return "tiny" if self.data is None else ("imagenet" if self.dataset == "imagenet" else "cifar")
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, desc: str = "eval") -> Dict[str, float]:
-    """Top-1 / top-5 accuracy and loss, summed over DDP ranks."""
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # n, loss, top1, top5
-    for x, y in progress(loader, desc=desc, unit="batch", leave=False):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
-        k = min(5, logits.shape[1])
-        topk = logits.topk(k, dim=1).indices
-        sums += torch.tensor([y.numel(), F.cross_entropy(logits, y, reduction="sum").item(),
-                              (topk[:, 0] == y).sum().item(), (topk == y[:, None]).any(1).sum().item()],
-                             dtype=torch.float64, device=device)
-    all_reduce_sum(sums)
-    n = max(1.0, float(sums[0]))
-    return {"eval_loss": float(sums[1]) / n, "eval_top1": float(sums[2]) / n, "eval_top5": float(sums[3]) / n}
+    def recipe(self, saved: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The recipe of ``kind``, a checkpoint's network size (``saved``), then the overrides."""
+        r = dict(RECIPES[self.kind])
+        r.update({k: v for k, v in (saved or {}).items() if k in ("channels", "layers", "aux_weight")})
+        r.update({k: v for k, v in self.overrides.items() if k in r and v is not None})
+        return r
 
 
 def drop_path_at(epoch: int, epochs: int, drop_path: float) -> float:
@@ -77,12 +65,92 @@ def drop_path_at(epoch: int, epochs: int, drop_path: float) -> float:
     return drop_path * epoch / max(1, epochs)
 
 
-def build_eval_model(genotype, dataset: str, num_classes: int, channels: int, layers: int,
-                     auxiliary: bool, drop_path: float = 0.0) -> nn.Module:
-    import timm
+def _setup(cfg: RetrainConfig, genotype, r: Dict[str, Any], dist, log_dir: Optional[Path]):
+    """Train loader, network, test loader (this rank's shard, unpadded) and logger."""
+    seed_everything(cfg.seed + dist.rank)
+    train_set, test_set, classes, desc = train_test_sets(cfg.dataset if cfg.data is not None else "cifar10",
+                                                         cfg.data, r["image_size"], r["cutout"])
+    model = timm.create_model("cydas_darts_imagenet" if cfg.kind == "imagenet" else "cydas_darts_cifar",
+                              genotype=genotype, num_classes=len(classes), c=r["channels"], layers=r["layers"],
+                              auxiliary=r["aux_weight"] > 0).to(dist.device)
+    log = get_logger("cydas.train_cell", log_dir)
+    log.info("data: %s | genotype %s", desc, genotype)
+    train_loader, test_loader = sharded_loaders(train_set, test_set, r["batch_size"], cfg.workers, cfg.seed,
+                                                dist.device)
+    return train_loader, model, test_loader, log
 
-    from .. import models  # noqa: F401  (registers the models)
 
-    name = "cydas_darts_imagenet" if dataset == "imagenet" else "cydas_darts_cifar"
-    return timm.create_model(name, genotype=genotype, num_classes=num_classes, c=channels, layers=layers,
-                             auxiliary=auxiliary, drop_path_rate=drop_path)
+def _eval_metrics(model, loader, device) -> Dict[str, float]:
+    return {f"eval_{k}": v for k, v in evaluate(model, loader, device).items() if k != "images"}
+
+
+def evaluate_checkpoint(cfg: RetrainConfig) -> Dict[str, float]:
+    """Loss, top-1 and top-5 (%) of ``cfg.checkpoint`` on the test/val set.  The network is the
+    checkpoint's (genotype, channels, layers) unless the config says otherwise."""
+    saved = load_checkpoint(cfg.checkpoint)  # one line for a missing or corrupt file
+    genotype = resolve_genotype(cfg.genotype if cfg.genotype is not None else saved.get("genotype", "cydas_cifar"))
+    r = cfg.recipe(saved.get("recipe"))
+    dist = init_distributed(cfg.device)
+    try:
+        _, model, test_loader, _ = _setup(cfg, genotype, r, dist, None)
+        load_model_weights(model, cfg.checkpoint)
+        return _eval_metrics(model, test_loader, dist.device)
+    finally:
+        cleanup()
+
+
+def retrain(cfg: RetrainConfig) -> float:
+    """Train (or, with ``cfg.resume``, continue) the network of ``cfg.genotype``; returns the best top-1 (%)."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    genotype = resolve_genotype(cfg.genotype if cfg.genotype is not None else "cydas_cifar")
+    r, out = cfg.recipe(), Path(cfg.out)
+    ckpt = out / "checkpoint.pt"
+    dist = init_distributed(cfg.device)
+    try:
+        train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, out if is_main_process() else None)
+        log.info("recipe %s: %s", cfg.kind, r)
+        optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=r["weight_decay"],
+                                        momentum=r["momentum"])
+        scheduler, _ = create_scheduler_v2(optimizer, "cosine", num_epochs=r["epochs"], min_lr=0.0,
+                                           warmup_epochs=r["warmup_epochs"], warmup_lr=r["lr"] * 0.01)
+        criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
+        start, best = 0, 0.0
+        metrics = MetricWriter(out)
+        if cfg.resume:
+            state = load_checkpoint(ckpt)
+            try:
+                load_weights(model, state["model"], ckpt)
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise CheckpointError(f"{ckpt} does not match this training: {first_line(e)}") from None
+            start, best = int(state["epoch"]), float(state["best_top1"])
+            set_rng_state(state["rng"])
+            metrics.truncate_after(start)
+            log.info("resumed after epoch %d", start)
+        scheduler.step(start)  # stepped per epoch (the loop's per-update stepping is not used)
+        for epoch in range(start, r["epochs"]):
+            model.drop_path_prob = drop_path_at(epoch, r["epochs"], r["drop_path"])
+            train_loader.sampler.set_epoch(epoch)
+            m, _ = train_one_epoch(model, train_loader, criterion, optimizer, dist.device, aux_weight=r["aux_weight"],
+                                   grad_clip=r["grad_clip"], desc=f"epoch {epoch + 1}/{r['epochs']}")
+            m.update(_eval_metrics(model, test_loader, dist.device), lr=optimizer.param_groups[0]["lr"])
+            scheduler.step(epoch + 1)
+            best = max(best, m["eval_top1"])
+            metrics.write(epoch + 1, m)
+            log.info("epoch %d/%d %s", epoch + 1, r["epochs"], " ".join(f"{k}={v:.4g}" for k, v in m.items()))
+            if is_main_process():
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_top1": best,
+                         "genotype": genotype.to_dict(), "recipe": r, "rng": rng_state()}
+                if m["eval_top1"] >= best:
+                    save_checkpoint({"model": state["model"], "genotype": state["genotype"], "epoch": epoch + 1,
+                                     "top1": best, "recipe": r}, out / "best.pt")
+                save_checkpoint(state, ckpt)
+        metrics.close()
+        log.info("best top-1 %.2f%%; weights in %s", best, out / "best.pt")
+        return best
+    finally:
+        cleanup()

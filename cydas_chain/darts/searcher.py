@@ -42,11 +42,8 @@ from ..core.distributed import average_gradients, get_rank, get_world_size, is_m
 from ..core.errors import CheckpointError, CydasError, first_line
 from ..core.logging import progress
 from ..core.seed import rng_state, set_rng_state
-from ..models.darts.eval_net import DartsEvalNetwork, inherit_weights
-from ..models.darts.genotypes import Genotype
-from ..models.darts.nb201 import NB201Genotype, NB201Network
-from .nb201 import NB201SearchNetwork
-from .search_net import DartsSearchNetwork
+from ..models.darts.eval_net import inherit_weights
+from .spaces import cell_space
 
 __all__ = ["SearchConfig", "CyclicSearcher", "l1_weight_at", "PRESETS"]
 
@@ -118,7 +115,7 @@ class SearchConfig:
     @property
     def use_l1(self) -> bool:
         """NAS-Bench-201's rules forbid the skip penalty; it also belongs to the cyclic method only."""
-        return self.cyclic and self.space == "darts" and self.l1_weight > 0
+        return self.cyclic and cell_space(self.space).skip_penalty and self.l1_weight > 0
 
 
 # The paper's settings (CyDAS, TPAMI 2022, Sec. 4 and Table 1; the NAS-Bench-201 column from its
@@ -169,6 +166,7 @@ class CyclicSearcher:
     def __init__(self, cfg: SearchConfig, train_set: Dataset, val_set: Dataset,
                  device: torch.device | str = "cpu", num_workers: int = 0):
         self.cfg, self.device = cfg, torch.device(device)
+        self.space = cell_space(cfg.space)
         self.train_set, self.val_set = train_set, val_set
         world = get_world_size()
         if cfg.batch_size < world or cfg.batch_size % world:
@@ -177,7 +175,7 @@ class CyclicSearcher:
         self.local_batch = cfg.batch_size // world  # what each process loads a step
         self.num_workers = num_workers
         torch.manual_seed(cfg.seed)
-        self.search_net = self._make_search_net().to(self.device)
+        self.search_net = self.space.search_net(cfg, cfg.embed_hidden if cfg.cyclic else None).to(self.device)
         student_heads = list(self.search_net.embed.parameters()) if self.search_net.embed is not None else []
         head_ids = {id(p) for p in student_heads}
         self.w_params = [p for p in self.search_net.weight_parameters() if id(p) not in head_ids]
@@ -198,23 +196,6 @@ class CyclicSearcher:
         self.last_inheritance: Dict[str, list] = {"inherited": [], "fresh": []}
 
     # ---- networks -----------------------------------------------------------------------------
-    def _make_search_net(self) -> nn.Module:
-        c = self.cfg
-        embed = c.embed_hidden if c.cyclic else None
-        if c.space == "nb201":
-            return NB201SearchNetwork(c.c, c.layers, c.num_classes, embed_hidden=embed)
-        return DartsSearchNetwork(c.c, c.num_classes, c.layers, stem=c.stem, embed_hidden=embed)
-
-    def _make_eval_net(self, genotype) -> nn.Module:
-        c = self.cfg
-        if c.space == "nb201":
-            return NB201Network(genotype, c.eval_c, c.eval_layers, c.num_classes, embed_hidden=c.embed_hidden)
-        return DartsEvalNetwork(genotype, c.eval_c, c.num_classes, c.eval_layers, stem=c.stem, auxiliary=False,
-                                embed_hidden=c.embed_hidden)
-
-    def _genotype_from_dict(self, d: Dict[str, Any]):
-        return NB201Genotype.from_dict(d) if self.cfg.space == "nb201" else Genotype.from_dict(d)
-
     def _make_eval_opts(self) -> None:
         c = self.cfg
         params = list(self.eval_net.parameters())
@@ -228,7 +209,7 @@ class CyclicSearcher:
             return False
         if self.eval_net is not None:
             self.weight_bank.update({k: v.detach().clone() for k, v in self.eval_net.state_dict().items()})
-        net = self._make_eval_net(genotype).to(self.device)
+        net = self.space.eval_net(genotype, self.cfg).to(self.device)
         self.last_inheritance = inherit_weights(net, self.weight_bank)
         self.eval_net, self.eval_genotype = net, genotype
         self._make_eval_opts()
@@ -414,7 +395,7 @@ class CyclicSearcher:
             self.weight_bank = dict(state["weight_bank"])
             if "eval_genotype" in state:
                 self.eval_net = None
-                self.regenerate(self._genotype_from_dict(state["eval_genotype"]))
+                self.regenerate(self.space.genotype_type.from_dict(state["eval_genotype"]))
                 self.eval_net.load_state_dict(state["eval_net"])
                 self.eval_sgd.load_state_dict(state["eval_sgd"])
                 self.eval_adam.load_state_dict(state["eval_adam"])
@@ -429,4 +410,5 @@ class CyclicSearcher:
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return float((logits.argmax(1) == y).float().mean())
+    """Top-1 of a batch in percent, as every accuracy of the suite."""
+    return 100.0 * float((logits.argmax(1) == y).float().mean())

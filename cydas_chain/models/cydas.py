@@ -21,8 +21,8 @@ from timm.models._efficientnet_builder import (EfficientNetBuilder, decode_arch_
 from timm.models.mobilenetv3 import MobileNetV3, MobileNetV3Features
 from torch import nn
 
-from ..core.checkpoint import load_checkpoint
-from ..core.errors import ArchError, CheckpointError
+from ..core.checkpoint import check_pretrained_file
+from ..core.errors import ArchError
 from .chain_arch import LAYOUT, PUBLISHED, ArchLike, ChainArch, ChainSpace, resolve_arch
 
 __all__ = ["create_chain_model", "chain_model_kwargs", "build_block", "SE_LAYER"]
@@ -69,23 +69,12 @@ def build_block(space: ChainSpace, layer: int, op: int, **model_kwargs) -> nn.Mo
     return builder(in_chs, decode_arch_def([[space.block_string(layer, op)]]))[0][0]
 
 
-def _check_pretrained_file(variant: str, kwargs: dict) -> None:
-    """There are no weights to download: ``pretrained=True`` needs a local file, checked here."""
-    overlay = kwargs.get("pretrained_cfg_overlay") or {}
-    cfg = kwargs.get("pretrained_cfg")
-    file = overlay.get("file") or (cfg.get("file") if isinstance(cfg, dict) else getattr(cfg, "file", None))
-    if not file:
-        raise CheckpointError(
-            f"{variant}: no weights can be downloaded here; pass a local file with "
-            f"pretrained_cfg_overlay=dict(file='path/to/{variant}.pth')")
-    load_checkpoint(file)  # one-line error for a missing, empty or corrupt file
-
-
 def create_chain_model(variant: str, arch: ArchLike, pretrained: bool = False, **kwargs) -> MobileNetV3:
     """Build a chain-space network with timm (``features_only`` as in timm's MobileNetV3)."""
     arch = resolve_arch(arch)
     if pretrained:
-        _check_pretrained_file(variant, kwargs)
+        check_pretrained_file(variant, kwargs, f"no weights can be downloaded here; pass a local file with "
+                              f"pretrained_cfg_overlay=dict(file='path/to/{variant}.pth')")
     model_cls, features_mode, kwargs_filter = MobileNetV3, "", None
     if kwargs.pop("features_only", False):
         if "feature_cfg" in kwargs or "feature_cls" in kwargs:

@@ -15,25 +15,21 @@ Checkpoints follow timm's convention: model weights under ``state_dict``, EMA we
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Subset
-from torch.utils.data.distributed import DistributedSampler
 
 from ..core import distributed as D
-from ..core.checkpoint import atomic_write, load_checkpoint, load_model_weights, save_checkpoint
-from ..core.data import default_data_root, make_shapes_folder, train_val_folders
+from ..core.checkpoint import atomic_write, load_checkpoint, load_model_weights, load_weights, save_checkpoint
+from ..core.data import build_transforms, default_data_root, make_shapes_folder, train_val_folders
 from ..core.errors import ArchError, CheckpointError, CydasError, DataError
 from ..core.flops import count_params
-from ..core.logging import MetricWriter, get_logger, progress
+from ..core.logging import MetricWriter, get_logger
+from ..core.loop import evaluate, sharded_loaders, train_one_epoch
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.chain_arch import resolve_arch
 from .recipe import BASE_BATCH, Recipe, scaled_lr
@@ -142,98 +138,22 @@ def model_data_config(model: Optional[str], arch) -> dict:
 
 def build_data(cfg: TrainConfig, dist_info: D.DistInfo, for_training: bool = True):
     """(train loader, val loader, classes); every rank gets its shard of both sets."""
-    data_cfg = model_data_config(cfg.model, cfg.arch)
-    train_tf, val_tf = cfg.recipe.transforms(cfg.img_size, data_cfg["mean"], data_cfg["std"],
-                                             data_cfg["crop_pct"])
+    data_cfg, r = model_data_config(cfg.model, cfg.arch), cfg.recipe
+    train_tf, val_tf = build_transforms(cfg.img_size, "timm", auto_augment=r.auto_augment, crop_scale=r.crop_scale,
+                                        interpolation=r.interpolation, mean=data_cfg["mean"], std=data_cfg["std"],
+                                        crop_pct=data_cfg["crop_pct"])
     train_set, val_set, classes = train_val_folders(data_root(cfg), train_tf, val_tf,
                                                     val_fraction=cfg.val_fraction, seed=0)
-    world, rank = dist_info.world_size, dist_info.rank
-    per_rank = len(train_set) // world
+    per_rank = len(train_set) // dist_info.world_size
     if for_training and per_rank < cfg.batch_size:
         raise DataError(f"the training set has {len(train_set)} images, {per_rank} per process: fewer "
                         f"than the batch size {cfg.batch_size} (lower --batch-size)")
-    # A DistributedSampler also for one process: a shuffle that depends on (seed, epoch) only.
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    pin = dist_info.device.type == "cuda"
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
-                              num_workers=cfg.workers, pin_memory=pin)
-    # Validation shards without padding, so that the summed metrics count every image once.
-    val_shard = Subset(val_set, range(rank, len(val_set), world))
-    val_loader = DataLoader(val_shard, batch_size=cfg.batch_size, shuffle=False,
-                            num_workers=cfg.workers, pin_memory=pin)
-    return train_loader, val_loader, classes
-
-
-# ------------------------------------------------------------------------------------------------
-# One epoch, evaluation
-# ------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
-             desc: str = "eval") -> Dict[str, float]:
-    """Loss, top-1 and top-5 accuracy (%) over the loader, summed over all ranks."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, images
-    for x, y in progress(loader, desc=desc, leave=False):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x)
-        logits = logits.float()
-        k = min(5, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices.eq(y[:, None])
-        sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), hits[:, 0].sum(),
-                             hits.sum(), torch.tensor(len(y), device=device)]).double()
-    D.all_reduce_sum(sums)
-    model.train(was_training)
-    loss, top1, top5, n = sums.tolist()
-    n = max(n, 1.0)
-    return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": int(n)}
-
-
-def train_one_epoch(model, raw_model, ema, loader, criterion, optimizer, scheduler, scaler,
-                    device, amp: bool, step: int, desc: str):
-    """Returns (metrics, global step).  ``step`` counts optimizer updates over the whole run."""
-    model.train()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, images
-    bar = progress(loader, desc=desc, unit="batch")
-    for i, (x, y) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            logits = model(x)
-            loss = criterion(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler(loss, optimizer)
-        else:
-            loss.backward()
-            optimizer.step()
-        step += 1
-        scheduler.step_update(num_updates=step)
-        if ema is not None:
-            ema.update(raw_model, step=step)
-        sums += torch.stack([loss.detach().double() * len(y), logits.argmax(1).eq(y).sum().double(),
-                             torch.tensor(float(len(y)), device=device, dtype=torch.float64)])
-        if i % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-    D.all_reduce_sum(sums)
-    loss_sum, top1, n = sums.tolist()
-    if not math.isfinite(loss_sum):
-        raise CydasError(f"{desc}: the training loss is not finite (try a lower --lr or no --amp)")
-    return {"train_loss": loss_sum / n, "train_top1": 100.0 * top1 / n}, step
+    return (*sharded_loaders(train_set, val_set, cfg.batch_size, cfg.workers, cfg.seed, dist_info.device), classes)
 
 
 # ------------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------------
-def _load_into(module: nn.Module, state_dict, what: str, path) -> None:
-    try:
-        module.load_state_dict(state_dict)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise CheckpointError(f"{what} of {path} do not match the model: {detail}") from None
-
-
 def gather_rng_states() -> List[dict]:
     """Every rank's RNG state (rank order): each rank resumes its own augmentation stream."""
     state = rng_state()
@@ -343,8 +263,9 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
     for epoch in range(start_epoch, end_epoch):
         t0 = time.time()
         train_loader.sampler.set_epoch(epoch)
-        row, step = train_one_epoch(model, raw_model, ema, train_loader, criterion, optimizer, scheduler,
-                                    scaler, device, cfg.amp, step, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        row, step = train_one_epoch(model, train_loader, criterion, optimizer, device, scheduler=scheduler,
+                                    step=step, scaler=scaler, ema=ema, amp=cfg.amp,
+                                    desc=f"epoch {epoch + 1}/{cfg.epochs}")
         scheduler.step(epoch + 1)
         row["lr"] = optimizer.param_groups[0]["lr"]
         row.update({f"val_{k}": v for k, v in evaluate(raw_model, val_loader, device, cfg.amp).items()
@@ -397,11 +318,11 @@ def _resume(ckpt: dict, path: Path, cfg: TrainConfig, identity: dict, raw_model,
     if old_epochs is not None and old_epochs != cfg.epochs:
         raise CydasError(f"{path} follows a schedule of {old_epochs} epochs; --epochs {cfg.epochs} would "
                          f"change it (resume with --epochs {old_epochs})")
-    _load_into(raw_model, ckpt["state_dict"], "model weights", path)
+    load_weights(raw_model, ckpt["state_dict"], path, "model weights of")
     if ema is not None:
         if "state_dict_ema" not in ckpt:
             raise CheckpointError(f"{path} has no EMA weights (trained with --no-ema): resume with --no-ema")
-        _load_into(ema.module, ckpt["state_dict_ema"], "EMA weights", path)
+        load_weights(ema.module, ckpt["state_dict_ema"], path, "EMA weights of")
     try:
         optimizer.load_state_dict(ckpt["optimizer"])
     except (ValueError, KeyError) as e:

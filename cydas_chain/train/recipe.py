@@ -21,7 +21,7 @@ interpolation, the EMA decay warmup (so that EMA weights are usable on short run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import nn
@@ -75,17 +75,6 @@ class Recipe:
             warmup_lr=self.warmup_lr, min_lr=self.min_lr, step_on_epochs=False,
             updates_per_epoch=updates_per_epoch)
         return scheduler
-
-    def transforms(self, img_size: int, mean: Tuple[float, ...], std: Tuple[float, ...], crop_pct: float):
-        """(train, eval) transforms of timm: AutoAugment for training, resize + centre crop for eval."""
-        from timm.data import create_transform
-
-        train = create_transform(img_size, is_training=True, auto_augment=self.auto_augment,
-                                 scale=(self.crop_scale, 1.0), interpolation=self.interpolation,
-                                 mean=mean, std=std)
-        val = create_transform(img_size, is_training=False, interpolation=self.interpolation,
-                               mean=mean, std=std, crop_pct=crop_pct)
-        return train, val
 
     def train_loss(self) -> nn.Module:
         from timm.loss import LabelSmoothingCrossEntropy

@@ -21,28 +21,17 @@ from __future__ import annotations
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from ...core.checkpoint import load_checkpoint
-from ...core.errors import CheckpointError
+from ...core.checkpoint import check_pretrained_file
+from ...core.data import CIFAR_MEAN, CIFAR_STD
 from .eval_net import DartsEvalNetwork
 from .genotypes import resolve_genotype
-
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-def _check_pretrained_file(variant: str, kwargs: dict) -> None:
-    """There are no weights to download: ``pretrained=True`` needs a local file, checked here."""
-    overlay = kwargs.get("pretrained_cfg_overlay") or {}
-    cfg = kwargs.get("pretrained_cfg")
-    file = overlay.get("file") or (cfg.get("file") if isinstance(cfg, dict) else getattr(cfg, "file", None))
-    if not file:
-        raise CheckpointError(f"{variant}: no pretrained weights are distributed; train with tools/train_cell.py "
-                              f"and pass its checkpoint with pretrained_cfg_overlay=dict(file='.../best.pt')")
-    load_checkpoint(file)  # one-line error for a missing, empty or corrupt file
 
 
 def _create(variant: str, pretrained: bool, genotype, defaults: dict, **kwargs) -> DartsEvalNetwork:
     if pretrained:
-        _check_pretrained_file(variant, kwargs)
+        check_pretrained_file(variant, kwargs, "no pretrained weights are distributed; train with "
+                              "tools/train_cell.py and pass its checkpoint with "
+                              "pretrained_cfg_overlay=dict(file='.../best.pt')")
     for k, v in defaults.items():
         kwargs.setdefault(k, v)
     levels = 5 if kwargs["stem"] == "imagenet" else 3  # one feature level per resolution
