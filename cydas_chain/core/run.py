@@ -177,16 +177,20 @@ class RunDir:
         return run
 
     def saved_config(self) -> dict:
-        """OUT/config.json, or {} when there is none (or it is unreadable)."""
-        try:
-            return json.loads(self.config_path.read_text())
-        except (OSError, ValueError):
-            return {}
+        """The resumed run's config.json (OUT's, else the one beside or above ``resume``), or {}."""
+        places = [self.out] + ([self.resume.parent, self.resume.parent.parent] if self.resume is not None else [])
+        for folder in places:
+            try:
+                return json.loads((folder / CONFIG).read_text())
+            except (OSError, ValueError):
+                continue
+        return {}
 
     def start(self, config: Mapping, saved: Optional[Mapping] = None, may_change: Iterable[str] = (),
-              source=None) -> None:
+              source=None) -> dict:
         """Check ``config`` against the resumed run's (``saved``, e.g. the checkpoint's; else config.json),
-        then write it, with the command line's settings, to OUT/config.json (main process only)."""
+        then write it, with the command line's settings, to OUT/config.json (main process only).
+        Returns ``config`` as plain JSON values (for a checkpoint that loads with weights_only)."""
         from .checkpoint import atomic_write
         from .distributed import is_main_process
 
@@ -196,6 +200,8 @@ class RunDir:
         if diff:
             raise ConfigError(f"{source or self.resume} was made with other settings: {', '.join(diff)}; resume "
                               f"with the settings of that run, or start a new run in another --out")
+        config = _plain(config)
         if is_main_process():
-            text = json.dumps({**_plain(config), "args": _plain(self.args)}, indent=1)
+            text = json.dumps({**config, "args": _plain(self.args)}, indent=1)
             atomic_write(self.config_path, lambda f: f.write(text.encode()))
+        return config
