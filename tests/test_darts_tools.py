@@ -116,7 +116,8 @@ def test_train_cell_resume_and_eval_only(tmp_path):
     proc = run("train_cell.py", *args, "--epochs", "2", "--resume", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
-    proc = run("train_cell.py", "--eval-only", "--checkpoint", out / "best.pt", "--workers", "0", tmp_path=tmp_path)
+    proc = run("train_cell.py", "--eval-only", "--checkpoint", out / "checkpoints" / "best.pth", "--workers", "0",
+               tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval_top1=" in proc.stdout
 

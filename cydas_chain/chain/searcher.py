@@ -39,9 +39,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..core.distill import soft_target_kl
 from ..core.distributed import DistInfo, all_reduce_sum, is_main_process
-from ..core.errors import CheckpointError, CydasError, DataError, first_line
+from ..core.errors import CheckpointError, CydasError, DataError
 from ..core.logging import MetricWriter, json_safe, progress
-from ..core.run import RunDir
+from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
 from .board import Board, Entry, ReplacementRule, mcnemar_p
@@ -358,15 +358,8 @@ class ChainSearch:
         if state.get("classes") != self.classes:
             raise CheckpointError(f"checkpoint {path} was made on other classes ({len(state.get('classes', []))} "
                                   f"classes, now {len(self.classes)})")
-        try:
-            self.supernet.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.sampler.load_state_dict(state["sampler"])
-            self.board.load_state_dict(state["board"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {path} does not match this search: {first_line(e)}") from None
+        load_states({"model": self.supernet, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                     "scaler": self.scaler, "sampler": self.sampler, "board": self.board}, state, f"checkpoint {path}")
         self.evaluations = list(state["evaluations"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])

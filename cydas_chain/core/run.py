@@ -1,24 +1,8 @@
-"""One run skeleton for every search and training tool: run folder, ``--resume``, config check, names.
+"""The run skeleton of every search and training tool: run folder, ``--resume``, config check, file names.
 
-A run folder ``OUT`` holds, whatever the tool::
-
-    config.json            the run's settings: the package's config, and the command line's under "args"
-    checkpoints/last.pth   what --resume continues from (written atomically)
-    checkpoints/best.pth   the best weights, where a tool keeps a best (the training tools)
-    log.txt  metrics.csv  tb/
-    ... and the tool's results (arch.json, genotype.json, ...)
-
-The rules, the same in every tool:
-
-* A new run refuses a folder that already holds a run's checkpoint (one error line that names the
-  folder and ``--resume``).
-* ``--resume`` alone continues ``OUT/checkpoints/last.pth`` (a checkpoint of the layout before
-  issue 13, ``OUT/last.pth`` or ``OUT/checkpoint.pt``, is found too); ``--resume CKPT`` continues
-  that file; a missing one is one error line saying where it looked.
-* On ``--resume`` a setting not given on the command line takes the run's saved value
-  (:func:`parse_run_args`); the resolved config is then compared with the one the checkpoint holds,
-  and any difference in a setting that changes the result is one error listing the keys.  Each tool
-  declares what may change (e.g. the number of data-loading processes).
+A run folder holds config.json, checkpoints/last.pth (what --resume continues), checkpoints/best.pth
+(where a tool keeps a best), log.txt, metrics.csv, tb/ and the tool's results; docs/architecture.md
+gives the rules.
 """
 from __future__ import annotations
 
@@ -28,26 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .errors import ConfigError, CydasError
+from .errors import CheckpointError, ConfigError, CydasError, first_line
 
-LAST = Path("checkpoints") / "last.pth"
-BEST = Path("checkpoints") / "best.pth"
-CONFIG = "config.json"
-LOG = "log.txt"
-METRICS = "metrics.csv"
-TENSORBOARD = "tb"
+LAST, BEST, CONFIG = Path("checkpoints/last.pth"), Path("checkpoints/best.pth"), "config.json"
 LEGACY_LAST = ("last.pth", "checkpoint.pt")  # train_cls / search_cell and train_cell before issue 13
-# never compared on resume: where the run is, and how it is executed
-RUN_KEYS = frozenset({"out", "resume", "workers", "device", "args"})
+RUN_KEYS = frozenset({"out", "resume", "workers", "device", "args"})  # never compared on resume
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, out: str, workers: int | None, workers_help: str = "",
-                      device: bool = True, amp: Optional[str] = None) -> argparse._ArgumentGroup:
-    """The group "run" of every tool: --out, --resume [CKPT], --seed, --workers, --device, --amp.
-
-    ``amp``: None for a tool without mixed precision, else the help text of its default.
-    Returns the group, so that a tool can add its own run options (e.g. --save-interval).
-    """
+def add_run_arguments(parser: argparse.ArgumentParser, out: str, workers: Optional[int], workers_help: str = "",
+                      amp: Optional[str] = None) -> argparse._ArgumentGroup:
+    """The group "run" of every tool: --out, --resume [CKPT], --seed, --workers, --device and, with
+    ``amp`` (the help text of its default), --amp/--no-amp.  Returns the group for a tool's own options."""
     g = parser.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path(out), help="run folder (default: %(default)s)")
     g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
@@ -56,9 +31,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str, workers: int | 
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     g.add_argument("--workers", type=int, default=workers,
                    help=f"data-loading processes per process ({workers_help or f'default: {workers}'})")
-    if device:
-        g.add_argument("--device", default="auto",
-                       help="auto (this process's GPU if any, else CPU), cpu, cuda, cuda:1 (default: auto)")
+    g.add_argument("--device", default="auto",
+                   help="auto (this process's GPU if any, else CPU), cpu, cuda, cuda:1 (default: auto)")
     if amp is not None:
         g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                        help=f"float16 mixed precision, CUDA only ({amp})")
@@ -66,36 +40,29 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str, workers: int | 
 
 
 def given_options(parser: argparse.ArgumentParser, argv: Optional[List[str]]) -> set:
-    """The dests of the options given in ``argv`` (not left at their defaults)."""
+    """The dests of the options ``argv`` gives (not left at their defaults)."""
     saved = [(a, a.default, a.required) for a in parser._actions]
     try:
         for a, _, _ in saved:
             a.default, a.required = argparse.SUPPRESS, False
-        ns, _ = parser.parse_known_args(argv)
+        return set(vars(parser.parse_known_args(argv)[0]))
     finally:
         for a, default, required in saved:
             a.default, a.required = default, required
-    return set(vars(ns))
 
 
 def parse_run_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None,
                    fresh: Iterable[str] = ()) -> Tuple[argparse.Namespace, "RunDir"]:
-    """Parse ``argv`` and open the run folder (:meth:`RunDir.open`).
-
-    On ``--resume`` every option not given takes the value saved in the run's ``config.json``
-    (except ``fresh`` ones, e.g. --eval-only), so ``--resume`` alone continues the run as it was.
-    """
+    """Parse ``argv`` and open the run folder (:meth:`RunDir.open`).  On ``--resume`` an option not
+    given takes the value saved in the run's config.json (except ``fresh`` ones)."""
     args = parser.parse_args(argv)
     run = RunDir.open(args.out, args.resume)
     if run.resume is not None:
-        saved = run.saved_config().get("args", {})
         given = given_options(parser, argv) | {"out", "resume", *fresh}
         types = {a.dest: a.type for a in parser._actions}
-        for k, v in saved.items():
+        for k, v in run.saved_config().get("args", {}).items():
             if k not in given and hasattr(args, k):
-                if isinstance(v, str) and callable(types.get(k)):
-                    v = types[k](v)
-                setattr(args, k, v)
+                setattr(args, k, types[k](v) if isinstance(v, str) and callable(types.get(k)) else v)
     run.args = {k: v for k, v in vars(args).items() if k not in fresh}
     return args, run
 
@@ -108,23 +75,27 @@ def _plain(obj) -> Any:
 def _flat(d: Mapping, prefix: str = "") -> Dict[str, Any]:
     out = {}
     for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
     return out
 
 
 def config_diff(saved: Mapping, now: Mapping, may_change: Iterable[str] = ()) -> List[str]:
-    """``key=saved (now new)`` for every setting of ``now`` that differs from ``saved``.
-
-    Nested dicts compare key by key (``recipe.lr``); keys of :data:`RUN_KEYS` or ``may_change`` (or
-    their parents) and keys the saved config lacks (an older run did not record them) are skipped.
-    """
+    """``key=saved (now new)`` for every setting of ``now`` that differs from ``saved``; nested dicts
+    compare key by key (``recipe.lr``).  Skipped: :data:`RUN_KEYS`, ``may_change`` (and their
+    sub-keys), and keys the saved config lacks (an older run did not record them)."""
     skip = RUN_KEYS | set(may_change)
     old, new = _flat(_plain(saved)), _flat(_plain(now))
     return [f"{k}={old[k]!r} (now {v!r})" for k, v in new.items()
             if k in old and old[k] != v and not any(k == s or k.startswith(s + ".") for s in skip)]
+
+
+def load_states(targets: Mapping[str, Any], state: Mapping, source) -> None:
+    """``obj.load_state_dict(state[key])`` for each ``key: obj``; one error line when they do not fit."""
+    try:
+        for key, obj in targets.items():
+            obj.load_state_dict(state[key])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{source} does not match this run: {first_line(e)}") from None
 
 
 @dataclass
@@ -133,53 +104,33 @@ class RunDir:
 
     out: Path
     resume: Optional[Path] = None
-    args: Dict[str, Any] = field(default_factory=dict)
+    args: Dict[str, Any] = field(default_factory=dict)  # the command line's settings, saved in config.json
 
     def __post_init__(self):
         self.out = Path(self.out)
-
-    @property
-    def last(self) -> Path:
-        return self.out / LAST
-
-    @property
-    def best(self) -> Path:
-        return self.out / BEST
-
-    @property
-    def config_path(self) -> Path:
-        return self.out / CONFIG
-
-    def existing_checkpoint(self) -> Optional[Path]:
-        """The run's last checkpoint, in the current layout or the one before it, or None."""
-        for p in (self.last, *(self.out / name for name in LEGACY_LAST)):
-            if p.exists():
-                return p
-        return None
+        self.last, self.best, self.config_path = self.out / LAST, self.out / BEST, self.out / CONFIG
 
     @classmethod
     def open(cls, out, resume: Optional[str] = None) -> "RunDir":
-        """Refuse a folder holding a run unless resumed; resolve ``--resume`` ("" = the run's last)."""
+        """Refuse a folder holding a run unless resumed; resolve ``--resume`` ("": the run's last checkpoint,
+        also of the layout before issue 13)."""
         run = cls(out)
-        found = run.existing_checkpoint()
-        if resume is None:
-            if found is not None:
-                raise CydasError(f"{run.out} already holds a run ({found}): continue it with --resume, "
-                                 f"or choose another --out")
-        elif resume == "":
-            if found is None:
-                raise CydasError(f"nothing to resume: no checkpoint in {run.out} (looked for {run.last})")
-            run.resume = found
-        else:
-            run.resume = Path(resume)
-            if not run.resume.is_file():
-                raise CydasError(f"nothing to resume: checkpoint not found: {run.resume}")
+        found = next((p for p in (run.last, *(run.out / n for n in LEGACY_LAST)) if p.exists()), None)
+        if resume is None and found is not None:
+            raise CydasError(f"{run.out} already holds a run ({found}): continue it with --resume, "
+                             f"or choose another --out")
+        if resume == "" and found is None:
+            raise CydasError(f"nothing to resume: no checkpoint in {run.out} (looked for {run.last})")
+        if resume:
+            found = Path(resume)
+            if not found.is_file():
+                raise CydasError(f"nothing to resume: checkpoint not found: {found}")
+        run.resume = None if resume is None else found
         return run
 
     def saved_config(self) -> dict:
         """The resumed run's config.json (OUT's, else the one beside or above ``resume``), or {}."""
-        places = [self.out] + ([self.resume.parent, self.resume.parent.parent] if self.resume is not None else [])
-        for folder in places:
+        for folder in [self.out] + ([self.resume.parent, self.resume.parent.parent] if self.resume else []):
             try:
                 return json.loads((folder / CONFIG).read_text())
             except (OSError, ValueError):
@@ -188,8 +139,8 @@ class RunDir:
 
     def start(self, config: Mapping, saved: Optional[Mapping] = None, may_change: Iterable[str] = (),
               source=None) -> dict:
-        """Check ``config`` against the resumed run's (``saved``, e.g. the checkpoint's; else config.json),
-        then write it, with the command line's settings, to OUT/config.json (main process only).
+        """Refuse a ``config`` that differs from the resumed run's (``saved``, e.g. the checkpoint's; else
+        config.json), then write it with the command line's settings to OUT/config.json (main process).
         Returns ``config`` as plain JSON values (for a checkpoint that loads with weights_only)."""
         from .checkpoint import atomic_write
         from .distributed import is_main_process
@@ -202,6 +153,6 @@ class RunDir:
                               f"with the settings of that run, or start a new run in another --out")
         config = _plain(config)
         if is_main_process():
-            text = json.dumps({**config, "args": _plain(self.args)}, indent=1)
-            atomic_write(self.config_path, lambda f: f.write(text.encode()))
+            text = json.dumps({**config, "args": _plain(self.args)}, indent=1).encode()
+            atomic_write(self.config_path, lambda f: f.write(text))
         return config
