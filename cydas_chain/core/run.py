@@ -95,7 +95,9 @@ def load_states(targets: Mapping[str, Any], state: Mapping, source) -> None:
         for key, obj in targets.items():
             obj.load_state_dict(state[key])
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{source} does not match this run: {first_line(e)}") from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]  # torch: "Error(s) in loading ...:" first
+        detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else first_line(e)
+        raise CheckpointError(f"{source} does not match this run: {detail}") from None
 
 
 @dataclass
