@@ -258,7 +258,7 @@ def train(cfg: TrainConfig, run: Optional[RunDir] = None) -> Dict[str, float]:
     fills the settings not given from the run's config.json.  Without ``--model``/``--arch`` the
     network is the one the checkpoint records.
     """
-    run = run or RunDir.open(cfg.out, cfg.resume)
+    run = run or RunDir.open(cfg.out, "" if cfg.resume == "last" else cfg.resume)  # "last": the former spelling
     ckpt = None
     if run.resume is not None:
         ckpt = load_checkpoint(run.resume)
