@@ -67,3 +67,30 @@ def run_two_process_script(tmp_path, source: str, repo_root) -> list:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def kill_at_first_checkpoint(args, ckpt, cwd=ROOT, env=None, timeout=300):
+    """Start ``python args...`` and SIGKILL it (its whole process group: torchrun's workers too) as soon as
+    checkpoint ``ckpt`` is on disk: a real interruption at a checkpoint boundary, no switch in the code.
+    Asserts that the process was killed, not finished; returns the checkpoint."""
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    import torch
+
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a full pipe would block the tool
+        proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not Path(ckpt).exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        err.seek(0)
+        assert proc.returncode == -signal.SIGKILL, f"exit {proc.returncode}, not killed:\n{err.read()[-3000:]}"
+    return torch.load(ckpt, map_location="cpu", weights_only=True)  # the atomic write left a whole file

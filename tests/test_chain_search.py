@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, kill_at_first_checkpoint, run_tool
 from cydas_chain.core.data import make_shapes_folder
 
 pytestmark = pytest.mark.slow
@@ -78,20 +78,9 @@ def test_outputs(finished):
 def test_resume_after_a_kill_equals_an_uninterrupted_run(data, finished, tmp_path):
     """SIGKILL the search as soon as its first checkpoint is on disk (step 3 of 10), resume, and get
     byte-identical results."""
-    import signal
-    import time
-
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, TOOL, "--data", str(data), "--out", str(out), *TINY], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **ENV})
-    ckpt = out / "checkpoints" / "last.pth"
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]  # killed, not finished
-    step = torch.load(ckpt, weights_only=True)["step"]  # the atomic write left a whole checkpoint
+    step = kill_at_first_checkpoint([TOOL, "--data", data, "--out", out, *TINY], out / "checkpoints" / "last.pth",
+                                    env=ENV)["step"]
     assert step in (3, 6, 9) and not (out / "arch.json").exists()
     run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume", env=ENV, check=True)
     for name in ("arch.json", "teacher_history.json", "evaluations.csv"):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision import transforms as T
 
+from cydas_chain.core.checkpoint import save_checkpoint
 from cydas_chain.core.data import TensorImageDataset
 from cydas_chain.core.distill import stage_distillation_loss
 from cydas_chain.darts.searcher import CyclicSearcher, SearchConfig, l1_weight_at
@@ -112,7 +113,8 @@ def test_resume_equivalence(tmp_path):
     full.run(checkpoint=tmp_path / "full.pt")
 
     part = CyclicSearcher(cfg, data, data)
-    part.run(checkpoint=tmp_path / "part.pt", stop_after=1)  # "killed" after the first epoch
+    part.run_epoch()  # the state of a search killed after its first epoch's checkpoint
+    save_checkpoint(part.state_dict(), tmp_path / "part.pt")
     del part
     resumed = CyclicSearcher(cfg, data, data)
     resumed.resume(tmp_path / "part.pt")
@@ -153,7 +155,7 @@ def test_pretrain_epochs_train_ws_only():
     s = CyclicSearcher(tiny_config(epochs=1, pretrain_epochs=1), data, data)
     alpha0 = s.search_net.alpha_normal.detach().clone()
     ws0 = s.search_net.classifier.weight.detach().clone()
-    s.run(stop_after=1)
+    s.run_epoch()
     assert torch.equal(alpha0, s.search_net.alpha_normal) and s.eval_net is None
     assert not torch.equal(ws0, s.search_net.classifier.weight)
     s.run()
@@ -266,6 +268,7 @@ import numpy as np
 import torch
 sys.path.insert(0, sys.argv[2])
 from cydas_chain.core import distributed as d
+from cydas_chain.core.checkpoint import save_checkpoint
 from cydas_chain.core.data import TensorImageDataset
 from cydas_chain.darts.searcher import CyclicSearcher
 from torchvision import transforms as T

@@ -54,6 +54,49 @@ def test_search_cell_on_cifar_batches_and_resume(tmp_path):
 
 
 @pytest.mark.slow
+def test_search_cell_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
+    """SIGKILL the search as soon as its first checkpoint is on disk, --resume alone (the run's settings),
+    and get the results of an uninterrupted search."""
+    from conftest import kill_at_first_checkpoint
+
+    write_cifar(tmp_path / "cifar", per_batch=8)
+    args = ["--dataset", "cifar10", "--data", tmp_path / "cifar", "--batch-size", "10", "--epochs", "3", *TINY_SEARCH]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run("search_cell.py", *args, "--out", full, tmp_path=tmp_path).returncode == 0
+    env = {"OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    state = kill_at_first_checkpoint([ROOT / "tools" / "search_cell.py", *args, "--out", part],
+                                     part / "checkpoints" / "last.pth", cwd=tmp_path, env=env)
+    assert state["epoch"] in (1, 2)
+    proc = run("search_cell.py", "--out", part, "--resume", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("genotype.json", "genotype_history.json", "alpha_history.json"):
+        assert (part / name).read_text() == (full / name).read_text(), name
+    assert rows(part / "metrics.csv") == rows(full / "metrics.csv") and len(rows(full / "metrics.csv")) == 3
+
+
+def test_run_folder_rules_of_search_cell(tmp_path):
+    """The run skeleton through a real tool: an existing run is refused, --resume alone and --resume CKPT
+    continue, a setting that changes the result is one error naming it, a missing checkpoint one error."""
+    out = tmp_path / "run"
+    args = ["--out", out, "--space", "nb201", "--channels", "4", "--batch-size", "50", "--workers", "0"]
+    assert run("search_cell.py", *args, "--epochs", "1", tmp_path=tmp_path).returncode == 0
+    assert (out / "checkpoints" / "last.pth").is_file() and (out / "config.json").is_file()
+    assert_one_error_line(run("search_cell.py", *args, "--epochs", "1", tmp_path=tmp_path), "--resume")
+    assert_one_error_line(run("search_cell.py", *args, "--channels", "6", "--resume", tmp_path=tmp_path),
+                          "c=4 (now 6)")
+    assert_one_error_line(run("search_cell.py", "--out", out, "--resume", tmp_path / "none.pth", tmp_path=tmp_path),
+                          "nothing to resume: checkpoint not found")
+    assert_one_error_line(run("search_cell.py", "--out", tmp_path / "empty", "--resume", tmp_path=tmp_path),
+                          "nothing to resume: no checkpoint in")
+    # --resume CKPT into another folder; --epochs may grow
+    proc = run("search_cell.py", "--out", tmp_path / "more", "--resume", out / "checkpoints" / "last.pth",
+               "--epochs", "2", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed at epoch 1" in proc.stderr
+    assert json.loads((tmp_path / "more" / "genotype.json").read_text())["epoch"] == 2
+
+
+@pytest.mark.slow
 def test_search_cell_default_embedded_nb201(tmp_path):
     out = tmp_path / "nb"
     proc = run("search_cell.py", "--space", "nb201", "--out", out, "--epochs", "1", "--channels", "4",
@@ -73,7 +116,8 @@ def test_train_cell_resume_and_eval_only(tmp_path):
     proc = run("train_cell.py", *args, "--epochs", "2", "--resume", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
-    proc = run("train_cell.py", "--eval-only", "--checkpoint", out / "best.pt", "--workers", "0", tmp_path=tmp_path)
+    proc = run("train_cell.py", "--eval-only", "--checkpoint", out / "checkpoints" / "best.pth", "--workers", "0",
+               tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval_top1=" in proc.stdout
 

@@ -83,7 +83,8 @@ def test_scaled_lr_rule():
 @pytest.mark.slow
 def test_outputs_and_lr_of_a_run(reference_run, data):
     out = reference_run
-    for name in ("last.pth", "best.pth", "metrics.csv", "log.txt", "config.json", "arch.json"):
+    for name in ("checkpoints/last.pth", "checkpoints/best.pth", "metrics.csv", "log.txt", "config.json",
+                 "arch.json"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
     assert config["total_batch"] == 8 and config["lr"] == pytest.approx(0.04 * 8 / 1024)
@@ -92,7 +93,7 @@ def test_outputs_and_lr_of_a_run(reference_run, data):
     assert resolve_arch(out / "arch.json") == PUBLISHED["cydas_b"]
     rows = read_metrics(out)
     assert [int(r["step"]) for r in rows] == [1, 2]
-    state = ckpt(out / "last.pth")
+    state = ckpt(out / "checkpoints" / "last.pth")
     assert state["epoch"] == 2 and state["step"] == 2 * (24 // 8)
     assert set(state) >= {"state_dict", "state_dict_ema", "optimizer", "scheduler", "rng"}
 
@@ -117,12 +118,16 @@ def test_loss_decreases_on_a_tiny_repeated_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_resume_continues_exactly(reference_run, data, tmp_path):
+    """SIGKILL the training as soon as its first checkpoint is on disk; --resume alone (the settings not
+    given are the run's) ends with the weights and metrics of the uninterrupted run."""
+    from conftest import kill_at_first_checkpoint
+
     out = tmp_path / "out"
     args = ["--data", data, "--out", out, "--epochs", 2, "--workers", 1, "--seed", 3, *FAST]
-    run_tool(*args, "--stop-after-epoch", 1)
-    assert ckpt(out / "last.pth")["epoch"] == 1
+    state = kill_at_first_checkpoint([TOOL, *args], out / "checkpoints" / "last.pth", env={"OMP_NUM_THREADS": "1"})
+    assert state["epoch"] == 1
     run_tool("--out", out, "--resume", "--workers", 1, "--seed", 3, "--aa", "none", "--device", "cpu")
-    ref, got = ckpt(reference_run / "last.pth"), ckpt(out / "last.pth")
+    ref, got = ckpt(reference_run / "checkpoints" / "last.pth"), ckpt(out / "checkpoints" / "last.pth")
     assert got["epoch"] == ref["epoch"] == 2
     for key in ("state_dict", "state_dict_ema"):
         for name, tensor in ref[key].items():
@@ -135,7 +140,7 @@ def test_resume_continues_exactly(reference_run, data, tmp_path):
 def test_eval_only_reproduces_the_logged_accuracy(reference_run, data):
     rows = read_metrics(reference_run)
     for name, row in (("last.pth", rows[-1]), ("best.pth", max(rows, key=lambda r: float(r["ema_top1"])))):
-        proc = run_tool("--eval-only", "--checkpoint", reference_run / name, "--data", data,
+        proc = run_tool("--eval-only", "--checkpoint", reference_run / "checkpoints" / name, "--data", data,
                         "--batch-size", 8, "--workers", 0, "--device", "cpu")
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         assert result["weights"] == "state_dict_ema"
@@ -150,7 +155,7 @@ def test_eval_with_the_arch_file_of_the_run(reference_run, data, capsys):
     """--arch OUT/arch.json builds timm's 'cydas_chain' model, which takes the cydas_b weights."""
     tool = _load_tool()
     assert tool.main(["--eval-only", "--arch", str(reference_run / "arch.json"), "--checkpoint",
-                      str(reference_run / "last.pth"), "--data", str(data), "--batch-size", "8",
+                      str(reference_run / "checkpoints" / "last.pth"), "--data", str(data), "--batch-size", "8",
                       "--workers", "0", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["top1"] == pytest.approx(float(read_metrics(reference_run)[-1]["ema_top1"]), abs=1e-9)
@@ -162,7 +167,7 @@ def test_checkpoint_loads_in_timm(reference_run):
 
     import cydas_chain  # noqa: F401
 
-    path = reference_run / "best.pth"
+    path = reference_run / "checkpoints" / "best.pth"
     state = ckpt(path)
     model = timm.create_model("cydas_b", pretrained=True, num_classes=3,
                               pretrained_cfg_overlay=dict(file=str(path), num_classes=3))
@@ -185,18 +190,23 @@ def torchrun(*args):
 def test_ddp_two_processes_train_resume_and_evaluate_like_one(reference_run, data, tmp_path):
     """torchrun, gloo on CPU: training and resume on 2 ranks; each rank evaluates its shard and the
     summed metrics equal one process's."""
+    from conftest import kill_at_first_checkpoint
+
     out = tmp_path / "ddp"
-    torchrun("--data", data, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, "--batch-size", 4,
-             "--img-size", 16, "--warmup-epochs", 0, "--aa", "none", "--workers", 0, "--device", "cpu")
+    first = kill_at_first_checkpoint(  # --batch-size: the total, 4 images a process
+        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TOOL, "--data", data, "--out", out,
+         "--epochs", 2, "--batch-size", 8, "--img-size", 16, "--warmup-epochs", 0, "--aa", "none", "--workers", 0,
+         "--device", "cpu"], out / "checkpoints" / "last.pth", env={"OMP_NUM_THREADS": "1"})
+    assert first["epoch"] == 1
     torchrun("--out", out, "--resume", "--aa", "none", "--workers", 0, "--device", "cpu")
-    state = ckpt(out / "last.pth")
+    state = ckpt(out / "checkpoints" / "last.pth")
     assert (state["epoch"], state["step"], len(state["rng"])) == (2, 2 * 24 // (2 * 4), 2)
     assert json.loads((out / "config.json").read_text())["total_batch"] == 8
     assert [int(r["step"]) for r in read_metrics(out)] == [1, 2]
 
-    single = json.loads(run_tool("--eval-only", "--checkpoint", reference_run / "last.pth", "--data", data,
+    single = json.loads(run_tool("--eval-only", "--checkpoint", reference_run / "checkpoints" / "last.pth", "--data", data,
                                  "--batch-size", 4, "--workers", 0, "--device", "cpu").stdout.splitlines()[-1])
-    proc = torchrun("--eval-only", "--checkpoint", reference_run / "last.pth", "--data", data,
+    proc = torchrun("--eval-only", "--checkpoint", reference_run / "checkpoints" / "last.pth", "--data", data,
                     "--batch-size", 4, "--workers", 0, "--device", "cpu")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # rank 0 prints
@@ -250,10 +260,10 @@ def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, cap
     elif case == "other_arch":  # a chain-space arch file of CyDAS-a against CyDAS-b weights
         from cydas_chain.models import PUBLISHED
         (tmp_path / "arch.json").write_text(PUBLISHED["cydas_a"].to_json())
-        argv, expect = evaluate + [str(reference_run / "best.pth"), "--arch", str(tmp_path / "arch.json")], \
+        argv, expect = evaluate + [str(reference_run / "checkpoints" / "best.pth"), "--arch", str(tmp_path / "arch.json")], \
             "does not match"
     elif case == "other_model":
-        argv, expect = evaluate + [str(reference_run / "best.pth"), "--model", "cydas_a"], "does not match"
+        argv, expect = evaluate + [str(reference_run / "checkpoints" / "best.pth"), "--model", "cydas_a"], "does not match"
     elif case == "no_resume_point":
         argv, expect = ["--data", str(data), "--out", str(tmp_path), "--resume"], "nothing to resume"
     elif case == "malformed_arch":

@@ -7,10 +7,11 @@ Examples:
   python tools/search_cell.py --space nb201 --dataset cifar10 --data ~/data/cifar10 \
       --nb201-api NAS-Bench-201-v1_1-096897.pth       # + the found cell's benchmark accuracies
   torchrun --standalone --nproc_per_node 8 tools/search_cell.py --dataset imagenet --data ~/data/imagenet
-  python tools/search_cell.py --out runs/search_cell --resume   # continue a killed search
+  python tools/search_cell.py --out runs/search_cell --resume   # continue a killed search with its settings
 
 Writes to --out: genotype.json (the final cell), genotype_history.json, alpha_history.json,
-normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.txt, checkpoint.pt.
+normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.txt, config.json,
+checkpoints/last.pth (what --resume continues; --epochs may grow on --resume, nothing else may change).
 With --nb201-api, genotype.json and every entry of genotype_history.json also hold the cell's
 NAS-Bench-201 accuracies ("nas_bench_201"), and metrics.csv and the log show them after every epoch.
 
@@ -31,17 +32,16 @@ from pathlib import Path
 
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError
+from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", choices=("darts", "nb201"), default="darts", help="cell search space (default: darts)")
     p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet"), default="cifar10",
                    help="cifar10/cifar100: python pickle batches; imagenet: DIR/train/<class>/ (default: cifar10)")
     p.add_argument("--data", type=Path, default=None,
                    help="dataset folder; absent: the embedded synthetic set with the 'tiny' preset")
-    p.add_argument("--out", type=Path, default=Path("runs/search_cell"), help="output folder (default: runs/search_cell)")
-    p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
     p.add_argument("--preset", choices=("tiny", "cifar", "imagenet", "nb201"), default=None,
                    help="default settings (default: tiny without --data, else the dataset's/space's paper setting)")
     p.add_argument("--epochs", type=int, help="search epochs, after the pretraining ones (paper: 30; NB201: 50)")
@@ -80,10 +80,12 @@ def parse_args(argv=None):
                    help="NAS-Bench-201 API file (.pth) or NATS-Bench topology file/folder you have "
                         "(--space nb201): report the found cell's CIFAR-10 / CIFAR-100 / ImageNet16-120 "
                         "accuracies after every epoch and in the result files (see tools/nb201_lookup.py)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default: 0)")
-    return p.parse_args(argv)
+    add_run_arguments(p, "runs/search_cell", 0)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def build_config(args, num_classes: int):
@@ -136,7 +138,7 @@ def write_outputs(out: Path, searcher, bench=None) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args, run = parse_run_args(build_parser(), argv)
     from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
@@ -144,11 +146,6 @@ def main(argv=None) -> int:
     from cydas_chain.darts.searcher import CyclicSearcher
     from cydas_chain.darts.spaces import cell_space
 
-    ckpt = args.out / "checkpoint.pt"
-    if args.resume and not ckpt.is_file():
-        raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
-    if not args.resume and ckpt.exists():
-        raise CydasError(f"{args.out} already holds a search; pass --resume to continue it or choose another --out")
     if args.nb201_api is not None and not cell_space(args.space).benchmark:
         raise CydasError("--nb201-api needs --space nb201")
     dist = init_distributed(args.device)
@@ -164,6 +161,8 @@ def main(argv=None) -> int:
             raise CydasError(f"--subset-fraction must be in (0, 1], got {fraction}")
         train, val, classes, desc = search_splits(args.dataset, args.data, image_size, args.seed, fraction)
         cfg, preset = build_config(args, len(classes))
+        run.start({**asdict(cfg), "dataset": args.dataset, "data": args.data, "img_size": image_size,
+                   "subset_fraction": fraction}, may_change=("epochs",))
         log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
         log.info("data: %s", desc)
         if bench is not None:
@@ -176,8 +175,8 @@ def main(argv=None) -> int:
             raise CydasError(f"the total batch of {cfg.batch_size} is larger than the split "
                              f"({min(len(train), len(val))} images): lower --batch-size")
         metrics = MetricWriter(args.out)
-        if args.resume:
-            searcher.resume(ckpt)
+        if run.resume is not None:
+            searcher.resume(run.resume)
             metrics.truncate_after(searcher.epoch)
             log.info("resumed at epoch %d (step %d)", searcher.epoch, searcher.global_step)
 
@@ -196,7 +195,7 @@ def main(argv=None) -> int:
             if found is not None:
                 log.info("NAS-Bench-201 cell %d, test accuracy: %s", found["index"], format_accuracies(found))
 
-        searcher.run(checkpoint=ckpt, on_epoch=on_epoch)
+        searcher.run(checkpoint=run.last, on_epoch=on_epoch)
         metrics.close()
         if is_main_process():
             write_outputs(args.out, searcher, bench)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError
+from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 REAL_DEFAULTS = dict(epochs=120, batch_size=1024, img_size=224, eval_interval=100, val_subset=5000,
                      workers=min(8, os.cpu_count() or 1), save_interval=1000, population=50, generations=20,
@@ -60,17 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None, help="ImageFolder root (default: the embedded data set)")
     g.add_argument("--img-size", type=int, default=None, help="training resolution (224 | 32)")
-    g.add_argument("--workers", type=int, default=None, help="data loader processes (min(8, CPUs) | 0)")
     g.add_argument("--crop-scale", type=float, default=0.08,
                    help="--data: smallest area share of the random-resized training crop (default: 0.08, the "
                         "Inception crop of ImageNet training; small data learns faster with e.g. 0.5)")
     g = p.add_argument_group("search")
     g.add_argument("--epochs", type=int, default=None, help="(120 | 8)")
     g.add_argument("--warmup-epochs", type=float, default=None,
-                   help="supernet-only epochs before distillation and the teacher rule start (default: epochs/6, "
-                        "Cream's 20 of 120)")
+                   help="NOT an lr warm-up (that is --lr-warmup-epochs): supernet-only epochs before distillation "
+                        "and the teacher rule start (default: epochs/6, Cream's 20 of 120)")
     g.add_argument("--lr-warmup-epochs", type=float, default=None,
-                   help="linear lr warm-up (default: epochs/40, Cream's 3 of 120)")
+                   help="linear lr warm-up from 0, what --warmup-epochs means in the training tools "
+                        "(default: epochs/40, Cream's 3 of 120)")
     g.add_argument("--batch-size", type=int, default=None, help="total batch over all processes (1024 | 64)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (0.5 * batch / 1024 | 0.1)")
     g.add_argument("--eval-interval", type=int, default=None,
@@ -109,20 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "board), distil from the best (default: 1)")
     g.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1)")
     g.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (default: 1)")
-    g.add_argument("--seed", type=int, default=0, help="seed of data order, augmentation, paths, init (default: 0)")
-    g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=Path("runs/search_chain"), help="output folder (default: %(default)s)")
-    g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
-                   help="continue from CKPT (default: OUT/checkpoints/last.pth) with the same settings")
-    g.add_argument("--save-interval", type=int, default=None, help="steps between checkpoints (1000 | 20)")
-    g.add_argument("--device", default="auto", help="auto (GPU of this process if any, else CPU), cpu, cuda, cuda:N")
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="float16 mixed precision (default: on for CUDA)")
+    g = add_run_arguments(p, "runs/search_chain", None, "min(8, CPUs) | 0", amp="default: on for CUDA")
+    g.add_argument("--save-interval", type=int, default=None, help="steps between checkpoints (1000 | 50)")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args, run = parse_run_args(build_parser(), argv)
     embedded = args.data is None
     for k, v in (EMBEDDED_DEFAULTS if embedded else REAL_DEFAULTS).items():
         if getattr(args, k) is None:
@@ -158,13 +152,6 @@ def main(argv=None) -> int:
     amp = dist.device.type == "cuda" if args.amp is None else args.amp
     if amp and dist.device.type != "cuda":
         raise CydasError("--amp needs a CUDA device")
-    out = args.out
-    ckpt = out / "checkpoints" / "last.pth"
-    if args.resume is None and ckpt.exists():
-        raise CydasError(f"{out} already holds a search ({ckpt}); continue it with --resume or choose another --out")
-    resume = None if args.resume is None else (Path(args.resume) if args.resume else ckpt)
-    if resume is not None and not resume.exists():
-        raise CydasError(f"nothing to resume: checkpoint not found: {resume}")
 
     if embedded:
         root = cdata.embedded_data_root()
@@ -194,13 +181,13 @@ def main(argv=None) -> int:
                        mutation_prob=args.mutation_prob, crossover_share=args.crossover_share),
         seed=args.seed, amp=amp, world_size=dist.world_size)
     EvolutionConfig(**cfg.evolution)  # check the evolution settings before the search, not after it
-    log = get_logger("cydas.search_chain", out)
+    log = get_logger("cydas.search_chain", run.out)
     log.info("data: %s, %d classes, %d train / %d val images; device %s x %d", data_desc, len(classes),
              len(train_set), len(val_set), dist.device, dist.world_size)
-    search = ChainSearch(cfg, train_set, train_tf, val_set, classes, out, dist, log, workers=args.workers,
+    search = ChainSearch(cfg, train_set, train_tf, val_set, classes, run, dist, log, workers=args.workers,
                          save_interval=args.save_interval, data_desc=data_desc,
                          latency_cache=cdata.embedded_data_root().parent / "latency")
-    search.run(resume=resume)
+    search.run()
     cleanup()
     return 0
 

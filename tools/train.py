@@ -8,7 +8,7 @@ Examples:
   python tools/train.py mm_configs/retinanet_cydas_b.py --data-root /datasets/coco/ --resume
   torchrun --nproc_per_node 8 tools/train.py mm_configs/retinanet_cydas_b.py --launcher pytorch
   python tools/train.py mm_configs/fpn_cydas_b_cityscapes.py --cfg-options \\
-      model.backbone.arch=runs/search_chain/arch.json model.backbone.init_cfg.checkpoint=runs/x/best.pth
+      model.backbone.arch=runs/search_chain/arch.json model.backbone.init_cfg.checkpoint=runs/x/checkpoints/best.pth
 """
 import argparse
 import os
@@ -23,10 +23,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="mm config file (e.g. mm_configs/retinanet_cydas_b.py)")
     parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
-                        help="resume training: alone, from the latest checkpoint of the work dir; "
-                             "or from the CHECKPOINT given")
-    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (GPU)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                        help="continue the run in the work dir from its latest checkpoint (mmengine's), "
+                             "or from CKPT")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                        help="float16 mixed precision, CUDA only (default: off)")
     parser.add_argument("--data-root", help="dataset folder for every split (default: the config's, "
                                             "e.g. data/coco/)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",

@@ -6,18 +6,22 @@ Examples:
   python tools/train_cell.py --genotype runs/search_cell/genotype.json --dataset cifar10 --data ~/data/cifar10
   torchrun --standalone --nproc_per_node 8 tools/train_cell.py --genotype cydas_imagenet --dataset imagenet --data ~/data/imagenet
   python tools/train_cell.py --genotype cydas_cifar --dataset cifar10 --data ~/data/cifar10 \\
-      --eval-only --checkpoint runs/train_cell/checkpoint.pt
+      --eval-only --checkpoint runs/train_cell/checkpoints/best.pth
+  python tools/train_cell.py --out runs/train_cell --resume --epochs 700   # continue (here: a longer schedule)
 
 Recipes (defaults; every option overrides):
   CIFAR:    600 epochs, batch 128, SGD momentum 0.9, lr 0.025 cosine to 0, weight decay 5e-4,
             drop-path 0.3 (ramped linearly), auxiliary weight 0.4, cutout 16, 36 channels, 20 cells
-  ImageNet: 250 epochs, batch 128 a process, lr 0.5 cosine with 5 warmup epochs, weight decay 3e-5,
+  ImageNet: 250 epochs, batch 128, lr 0.5 cosine with 5 warmup epochs, weight decay 3e-5,
             label smoothing 0.1, auxiliary weight 0.4, 48 channels, 14 cells, 224 px
   tiny:     (no --data) 2 epochs on the embedded 32 px 'shapes' set, 8 channels, 5 cells: a smoke run
 
 --genotype: a published name (dartsv1, dartsv2, pdarts, pcdarts_cifar, pcdarts_imagenet, cydas_cifar,
 cydas_imagenet), a genotype.json written by search_cell.py, or an official genotype file.
-Writes to --out: checkpoint.pt (last), best.pt (best top-1), metrics.csv, tb/, log.txt; accuracies in percent.
+--batch-size is the total batch over all processes (each of W processes loads batch / W images a step),
+as in every tool; --lr is used as given, whatever the number of processes.
+Writes to --out: checkpoints/last.pth (what --resume continues; --epochs may change on --resume, nothing
+else may), checkpoints/best.pth (best top-1), config.json, metrics.csv, tb/, log.txt; accuracies in percent.
 """
 import argparse
 import sys
@@ -25,22 +29,21 @@ from pathlib import Path
 
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError
+from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--genotype", default="cydas_cifar", help="published name or genotype JSON (default: cydas_cifar)")
     p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet"), default="cifar10",
                    help="cifar10/cifar100: python pickle batches; imagenet: DIR/train + DIR/val (default: cifar10)")
     p.add_argument("--data", type=Path, default=None, help="dataset folder; absent: embedded synthetic set, 'tiny' recipe")
-    p.add_argument("--out", type=Path, default=Path("runs/train_cell"), help="output folder (default: runs/train_cell)")
-    p.add_argument("--resume", action="store_true", help="continue the training checkpointed in --out")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the test/val set")
     p.add_argument("--checkpoint", type=Path, help="weights to evaluate (with --eval-only)")
     # flags named as in the other tools (timm's names): flag -> (recipe key, former spelling)
     renamed = {"smoothing": ("label_smoothing", "label-smoothing"), "img-size": ("image_size", "image-size")}
     for name, kind, text in [
-        ("epochs", int, "training epochs"), ("batch-size", int, "batch size per process"),
+        ("epochs", int, "training epochs"), ("batch-size", int, "total batch over all processes"),
         ("lr", float, "initial learning rate"), ("momentum", float, "SGD momentum"),
         ("weight-decay", float, "weight decay"), ("warmup-epochs", int, "linear warmup epochs"),
         ("drop-path", float, "final drop-path probability"), ("aux-weight", float, "auxiliary loss weight (0: no head)"),
@@ -53,14 +56,19 @@ def parse_args(argv=None):
                        help=f"{text} (default: the recipe's)")
         if former:  # the former spelling, still accepted
             p.add_argument(f"--{former}", dest=dest, type=kind, help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
-    return p.parse_args(argv)
+    add_run_arguments(p, "runs/train_cell", 2)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args, run = parser.parse_args(argv), None
+    if not args.eval_only:  # evaluation reads a checkpoint; it is no run
+        args, run = parse_run_args(parser, argv, fresh=("checkpoint",))
     from cydas_chain.darts.retrain import RetrainConfig, evaluate_checkpoint, retrain
     from cydas_chain.models.darts.genotypes import resolve_genotype
 
@@ -69,20 +77,16 @@ def main(argv=None) -> int:
         genotype = None  # the checkpoint's
     cfg = RetrainConfig(genotype=genotype, dataset=args.dataset, data=args.data, out=args.out,
                         overrides=vars(args), seed=args.seed, device=args.device,  # the recipe's keys are used
-                        workers=args.workers, resume=args.resume, checkpoint=args.checkpoint)
+                        workers=args.workers, checkpoint=args.checkpoint)
     if args.eval_only and args.checkpoint is None:
         raise CydasError("--eval-only needs --checkpoint PATH")
-    ckpt = args.out / "checkpoint.pt"
-    if not args.eval_only:
-        if args.resume and not ckpt.is_file():
-            raise CydasError(f"nothing to resume: no checkpoint at {ckpt}")
-        if not args.resume and ckpt.exists():
-            raise CydasError(f"{args.out} already holds a training; pass --resume or choose another --out")
     if args.eval_only:
         m = evaluate_checkpoint(cfg)
         print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
     else:
-        retrain(cfg)
+        run.start({"genotype": genotype.to_dict(), "dataset": args.dataset, "data": args.data,
+                   "recipe": cfg.recipe()}, may_change=("recipe.epochs",))
+        retrain(cfg, run)
     return 0
 
 

@@ -3,8 +3,9 @@
 
 The defaults are the paper's ImageNet retraining recipe: RMSProp (TF style, momentum 0.9, decay
 0.9, eps 1e-3), weight decay 1e-5, dropout 0.2 and drop-path 0.2, lr 0.04 for a total batch of
-1024 (8 GPUs x 128) scaled linearly with YOUR total batch (lr = 0.04 x batch-size x processes /
-1024), 3 warmup epochs then cosine, AutoAugment, EMA of the weights; label smoothing 0.1 (timm).
+1024 (8 GPUs x 128) scaled linearly with YOUR total batch (lr = 0.04 x --batch-size / 1024;
+--batch-size is the total over all processes, as in every tool), 3 lr warm-up epochs then cosine,
+AutoAugment, EMA of the weights; label smoothing 0.1 (timm).
 
 Data: --data DIR in the ImageNet folder layout (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg;
 without val/, 10% of train/ is held out).  Without --data, a small synthetic 10-class "shapes"
@@ -12,24 +13,25 @@ set embedded in the package (600 train / 200 val images of 32 px, written to ~/.
 is used with small defaults, so a run finishes in a few minutes on a CPU; it is a smoke test of the
 pipeline, not a benchmark.
 
-Outputs in --out: last.pth (resume point), best.pth (best validation top-1 of the EMA weights),
-metrics.csv + tb/ (TensorBoard), log.txt, config.json, arch.json (chain models).  Checkpoints keep
-weights under 'state_dict' and EMA weights under 'state_dict_ema' (timm's convention), e.g.
-  timm.create_model('cydas_b', pretrained=True, pretrained_cfg_overlay=dict(file='out/best.pth'))
+Outputs in --out: checkpoints/last.pth (resume point), checkpoints/best.pth (best validation top-1
+of the EMA weights), metrics.csv + tb/ (TensorBoard), log.txt, config.json, arch.json (chain models).
+Checkpoints keep weights under 'state_dict' and EMA weights under 'state_dict_ema' (timm's convention):
+  timm.create_model('cydas_b', pretrained=True, pretrained_cfg_overlay=dict(file='out/checkpoints/best.pth'))
 
 Examples:
   python tools/train_cls.py --out runs/cls_shapes                      # embedded set, CPU, minutes
   torchrun --nproc_per_node 8 tools/train_cls.py --model cydas_b --data /data/imagenet --amp \\
       --out runs/cydas_b_in1k                                         # the paper's setting
   python tools/train_cls.py --arch runs/search_chain/arch.json --data /data/imagenet --out runs/x
-  python tools/train_cls.py --out runs/cydas_b_in1k --resume           # continue after a stop
-  python tools/train_cls.py --eval-only --checkpoint runs/x/best.pth --data /data/imagenet
+  python tools/train_cls.py --out runs/cydas_b_in1k --resume           # continue with the run's settings
+  python tools/train_cls.py --eval-only --checkpoint runs/x/checkpoints/best.pth --data /data/imagenet
 """
 import argparse
 import json
 import os
 
 from cydas_chain.core.cli import run_tool
+from cydas_chain.core.run import add_run_arguments, parse_run_args
 from cydas_chain.train import Recipe, TrainConfig, evaluate_checkpoint, train
 from cydas_chain.train.classification import EMBEDDED_DEFAULTS, IMAGENET_DEFAULTS
 
@@ -47,34 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--arch", help="an arch.json of the chain space (from tools/search_chain.py): "
                                     "trains timm.create_model('cydas_chain', arch=ARCH)")
     p.add_argument("--data", help="ImageNet-style folder (train/ and val/); default: the embedded shapes set")
-    p.add_argument("--out", default="runs/train_cls", help="output folder (default: %(default)s)")
     p.add_argument("--epochs", type=int, help=f"total epochs of the schedule ({data_default('epochs')})")
-    p.add_argument("--batch-size", type=int, help=f"images per process and step ({data_default('batch_size')})")
+    p.add_argument("--batch-size", type=int, help=f"total batch over all processes ({data_default('batch_size')})")
     p.add_argument("--img-size", type=int, help=f"training and evaluation resolution ({data_default('img_size')})")
-    p.add_argument("--lr", type=float, help=f"peak learning rate, used as given (default: {r.base_lr} x total "
-                                            f"batch / 1024, total batch = batch-size x processes)")
-    p.add_argument("--workers", type=int, default=4, help="data loading processes per GPU/process (default: 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto (this process's GPU if any, else CPU), cpu, cuda, "
-                                                    "cuda:1 (default: auto)")
-    p.add_argument("--amp", action="store_true", help="mixed precision (float16 autocast, GPU only)")
+    p.add_argument("--lr", type=float, help=f"peak learning rate, used as given (default: {r.base_lr} x "
+                                            f"--batch-size / 1024)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/ held out for validation when DIR has no val/ (default: 0.1)")
-    p.add_argument("--resume", nargs="?", const="last", metavar="CKPT",
-                   help="continue a run: from OUT/last.pth, or from CKPT (model, EMA, optimizer, schedule, "
-                        "epoch and random state)")
-    p.add_argument("--stop-after-epoch", type=int, metavar="N",
-                   help="end this run after epoch N; the schedule still spans --epochs (for time-limited jobs; "
-                        "continue with --resume)")
     p.add_argument("--eval-only", action="store_true", help="evaluate a checkpoint on the validation set and "
                                                             "print top-1/top-5 as JSON")
-    p.add_argument("--checkpoint", help="the checkpoint of --eval-only (default: OUT/best.pth); its EMA weights "
-                                        "are used when it has them")
+    p.add_argument("--checkpoint", help="the checkpoint of --eval-only (default: OUT/checkpoints/best.pth); its "
+                                        "EMA weights are used when it has them")
 
     rec = p.add_argument_group("recipe (defaults: the paper's; docs/train_cls.md gives the source of each)")
     rec.add_argument("--opt", default=r.opt, help="timm optimizer name (default: %(default)s)")
     rec.add_argument("--weight-decay", type=float, default=r.weight_decay, help="(default: %(default)s)")
-    rec.add_argument("--warmup-epochs", type=int, default=r.warmup_epochs, help="(default: %(default)s)")
+    rec.add_argument("--warmup-epochs", type=int, default=r.warmup_epochs,
+                     help="linear lr warm-up epochs (default: %(default)s)")
     rec.add_argument("--drop", type=float, default=r.drop_rate, help="dropout before the classifier "
                                                                      "(default: %(default)s)")
     rec.add_argument("--drop-path", type=float, default=r.drop_path_rate, help="(default: %(default)s)")
@@ -85,26 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--smoothing", type=float, default=r.smoothing, help="label smoothing (default: %(default)s)")
     rec.add_argument("--ema-decay", type=float, default=r.ema_decay, help="(default: %(default)s)")
     rec.add_argument("--no-ema", action="store_true", help="no EMA of the weights")
+    add_run_arguments(p, "runs/train_cls", 4, amp="default: off")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, run = parser.parse_args(argv), None
+    if not args.eval_only:  # evaluation reads a checkpoint; it is no run
+        args, run = parse_run_args(parser, argv, fresh=("checkpoint",))
     recipe = Recipe(opt=args.opt, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                     drop_rate=args.drop, drop_path_rate=args.drop_path,
                     auto_augment=None if args.aa in (None, "", "none") else args.aa, crop_scale=args.crop_scale,
                     smoothing=args.smoothing, ema=not args.no_ema, ema_decay=args.ema_decay)
     cfg = TrainConfig(model=args.model, arch=args.arch, data=args.data, out=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, img_size=args.img_size, lr=args.lr, workers=args.workers,
-                      seed=args.seed, device=args.device, amp=args.amp, val_fraction=args.val_fraction,
-                      resume=args.resume, stop_after_epoch=args.stop_after_epoch, checkpoint=args.checkpoint,
-                      recipe=recipe)
+                      seed=args.seed, device=args.device, amp=bool(args.amp), val_fraction=args.val_fraction,
+                      resume=args.resume, checkpoint=args.checkpoint, recipe=recipe)
     if args.eval_only:
         metrics = evaluate_checkpoint(cfg)
         if int(os.environ.get("RANK", 0)) == 0:
             print(json.dumps(metrics))
     else:
-        train(cfg)
+        train(cfg, run)
     return 0
 
 

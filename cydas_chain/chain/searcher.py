@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader, Dataset
 from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from ..core.distill import soft_target_kl
 from ..core.distributed import DistInfo, all_reduce_sum, is_main_process, same_on_all_ranks
-from ..core.errors import CheckpointError, CydasError, DataError, first_line
+from ..core.errors import CheckpointError, CydasError, DataError
 from ..core.logging import MetricWriter, json_safe, progress
+from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
 from .board import Board, Entry, ReplacementRule, mcnemar_p
@@ -135,9 +136,10 @@ class ChainSearch:
     """One search run; ``run()`` trains, evaluates, checkpoints and writes the outputs."""
 
     def __init__(self, cfg: SearchConfig, train_set: Dataset, train_transform, val_set: Dataset,
-                 classes: Sequence[str], out_dir: Path, dist: DistInfo, logger, workers: int = 0,
+                 classes: Sequence[str], out_dir: Path | RunDir, dist: DistInfo, logger, workers: int = 0,
                  save_interval: int = 500, data_desc: str = "", latency_cache: Optional[Path] = None):
-        self.cfg, self.classes, self.out, self.dist, self.log = cfg, list(classes), Path(out_dir), dist, logger
+        self.run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)  # RunDir.open: the tool's guard
+        self.cfg, self.classes, self.out, self.dist, self.log = cfg, list(classes), self.run_dir.out, dist, logger
         self.workers, self.save_interval, self.data_desc = workers, save_interval, data_desc
         self.device = dist.device
         if cfg.batch_size % dist.world_size:
@@ -333,7 +335,7 @@ class ChainSearch:
     # ---- checkpoints --------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
-        return self.out / "checkpoints" / "last.pth"
+        return self.run_dir.last
 
     def state_dict(self) -> dict:
         return {"kind": CHECKPOINT_KIND, "space": "cydas_chain", "config": self.cfg.as_dict(),
@@ -347,38 +349,33 @@ class ChainSearch:
             save_checkpoint(self.state_dict(), self.checkpoint_path)
 
     def load(self, path: Path) -> None:
+        """Continue the search of checkpoint ``path``; its settings must be this search's."""
         state = load_checkpoint(path, map_location=self.device)
         if state.get("kind") != CHECKPOINT_KIND:
             what = state.get("kind") or state.get("space") or "an unknown kind"
             raise CheckpointError(f"checkpoint {path} is not a chain-space search checkpoint ({what})")
-        saved, now = state.get("config", {}), self.cfg.as_dict()
-        diff = [k for k in now if saved.get(k) != now[k]]
-        if diff:
-            k = diff[0]
-            raise CheckpointError(f"checkpoint {path} was made with {k}={saved.get(k)!r}, not {now[k]!r}: "
-                                  f"resume with the settings of that run ({len(diff)} differ)")
+        self.run_dir.start(self.cfg.as_dict(), state.get("config", {}), source=f"checkpoint {path}")
         if state.get("classes") != self.classes:
             raise CheckpointError(f"checkpoint {path} was made on other classes ({len(state.get('classes', []))} "
                                   f"classes, now {len(self.classes)})")
-        try:
-            self.supernet.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.sampler.load_state_dict(state["sampler"])
-            self.board.load_state_dict(state["board"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"checkpoint {path} does not match this search: {first_line(e)}") from None
+        load_states({"model": self.supernet, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                     "scaler": self.scaler, "sampler": self.sampler, "board": self.board}, state, f"checkpoint {path}")
         self.evaluations = list(state["evaluations"])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self, resume: Optional[Path] = None) -> dict:
+        """Search (continuing checkpoint ``resume``, default: the run folder's ``--resume``), then
+        write the outputs."""
         cfg = self.cfg
-        metrics = MetricWriter(self.out)
+        resume = resume if resume is not None else self.run_dir.resume
         if resume is not None:
             self.load(resume)
+        else:
+            self.run_dir.start(cfg.as_dict())
+        metrics = MetricWriter(self.out)
+        if resume is not None:
             metrics.truncate_after(self.step)
             self.log.info("resumed from %s at step %d/%d", resume, self.step, self.total_steps)
         lo, hi = self.table.macs_range()

@@ -2,8 +2,8 @@
 
 The epochs run through the one classification loop (:mod:`cydas_chain.core.loop`); what the DARTS
 recipes add are its options (auxiliary head weight, gradient clipping) and the drop-path ramp set
-before each epoch.  Accuracies are in percent.  ``--out`` holds checkpoint.pt (last), best.pt (best
-top-1), metrics.csv, tb/ and log.txt.
+before each epoch.  Accuracies are in percent.  The run folder (:mod:`cydas_chain.core.run`) holds
+checkpoints/last.pth, checkpoints/best.pth (best top-1), config.json, metrics.csv, tb/ and log.txt.
 """
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from typing import Any, Dict, Optional
 import timm
 from torch import nn
 
-from ..core.checkpoint import load_checkpoint, load_model_weights, load_weights, save_checkpoint
+from ..core.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from ..core.distributed import cleanup, init_distributed, is_main_process
-from ..core.errors import CheckpointError, first_line
+from ..core.errors import CydasError
 from ..core.logging import MetricWriter, get_logger
 from ..core.loop import evaluate, sharded_loaders, train_one_epoch
+from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.darts.genotypes import resolve_genotype
 from .data import train_test_sets
@@ -45,7 +46,6 @@ class RetrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 2
-    resume: bool = False  # continue from out/checkpoint.pt
     checkpoint: Optional[Path] = None  # evaluate_checkpoint's weights
 
     @property
@@ -75,8 +75,10 @@ def _setup(cfg: RetrainConfig, genotype, r: Dict[str, Any], dist, log_dir: Optio
                               auxiliary=r["aux_weight"] > 0).to(dist.device)
     log = get_logger("cydas.train_cell", log_dir)
     log.info("data: %s | genotype %s", desc, genotype)
-    train_loader, test_loader = sharded_loaders(train_set, test_set, r["batch_size"], cfg.workers, cfg.seed,
-                                                dist.device)
+    if r["batch_size"] % dist.world_size:
+        raise CydasError(f"--batch-size {r['batch_size']} (the total) is not divisible by {dist.world_size} processes")
+    train_loader, test_loader = sharded_loaders(train_set, test_set, r["batch_size"] // dist.world_size, cfg.workers,
+                                                cfg.seed, dist.device)
     return train_loader, model, test_loader, log
 
 
@@ -99,14 +101,15 @@ def evaluate_checkpoint(cfg: RetrainConfig) -> Dict[str, float]:
         cleanup()
 
 
-def retrain(cfg: RetrainConfig) -> float:
-    """Train (or, with ``cfg.resume``, continue) the network of ``cfg.genotype``; returns the best top-1 (%)."""
+def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
+    """Train the network of ``cfg.genotype`` in the run folder ``run`` (default: a new run in ``cfg.out``),
+    continuing ``run.resume`` when it names a checkpoint; returns the best top-1 (%)."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
 
     genotype = resolve_genotype(cfg.genotype if cfg.genotype is not None else "cydas_cifar")
-    r, out = cfg.recipe(), Path(cfg.out)
-    ckpt = out / "checkpoint.pt"
+    r, run = cfg.recipe(), run or RunDir.open(cfg.out)
+    out = run.out
     dist = init_distributed(cfg.device)
     try:
         train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, out if is_main_process() else None)
@@ -118,14 +121,9 @@ def retrain(cfg: RetrainConfig) -> float:
         criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
         start, best = 0, 0.0
         metrics = MetricWriter(out)
-        if cfg.resume:
-            state = load_checkpoint(ckpt)
-            try:
-                load_weights(model, state["model"], ckpt)
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-            except (KeyError, RuntimeError, ValueError) as e:
-                raise CheckpointError(f"{ckpt} does not match this training: {first_line(e)}") from None
+        if run.resume is not None:
+            state = load_checkpoint(run.resume)
+            load_states({"model": model, "optimizer": optimizer, "scheduler": scheduler}, state, run.resume)
             start, best = int(state["epoch"]), float(state["best_top1"])
             set_rng_state(state["rng"])
             metrics.truncate_after(start)
@@ -147,10 +145,10 @@ def retrain(cfg: RetrainConfig) -> float:
                          "genotype": genotype.to_dict(), "recipe": r, "rng": rng_state()}
                 if m["eval_top1"] >= best:
                     save_checkpoint({"model": state["model"], "genotype": state["genotype"], "epoch": epoch + 1,
-                                     "top1": best, "recipe": r}, out / "best.pt")
-                save_checkpoint(state, ckpt)
+                                     "top1": best, "recipe": r}, run.best)
+                save_checkpoint(state, run.last)
         metrics.close()
-        log.info("best top-1 %.2f%%; weights in %s", best, out / "best.pt")
+        log.info("best top-1 %.2f%%; weights in %s", best, run.best)
         return best
     finally:
         cleanup()

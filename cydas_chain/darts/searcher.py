@@ -347,17 +347,16 @@ class CyclicSearcher:
         self.alpha_history.append({"epoch": self.epoch, **{k: v.cpu() for k, v in self.search_net.alphas().items()}})
         return metrics
 
-    def run(self, checkpoint: Optional[Path] = None, stop_after: Optional[int] = None,
+    def run(self, checkpoint: Optional[Path] = None,
             on_epoch: Optional[Callable[[int, Dict[str, float]], None]] = None):
-        """Run to ``cfg.total_epochs`` (or ``stop_after`` more epochs); checkpoint after every epoch."""
-        done = 0
-        while self.epoch < self.cfg.total_epochs and (stop_after is None or done < stop_after):
+        """Run to ``cfg.total_epochs``: after every epoch ``on_epoch(epoch, metrics)`` (which logs), then a
+        checkpoint: a kill between the two leaves logged rows that a resume re-does, never lost ones."""
+        while self.epoch < self.cfg.total_epochs:
             metrics = self.run_epoch()
-            done += 1
-            if checkpoint is not None and is_main_process():
-                save_checkpoint(self.state_dict(), checkpoint)
             if on_epoch is not None:
                 on_epoch(self.epoch, metrics)
+            if checkpoint is not None and is_main_process():
+                save_checkpoint(self.state_dict(), checkpoint)
         return self.search_net.genotype()
 
     # ---- checkpoint ---------------------------------------------------------------------------

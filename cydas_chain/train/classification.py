@@ -4,17 +4,18 @@ One process per device; ``torchrun`` launches several (DDP).  Every rank trains 
 the training set (``DistributedSampler``) and evaluates its shard of the validation set; the
 metrics are summed over ranks.  Rank 0 writes the output folder::
 
-    OUT/config.json     the resolved settings          OUT/arch.json  the architecture (chain models)
-    OUT/last.pth        weights, EMA, optimizer, scheduler, RNG: what --resume continues from
-    OUT/best.pth        weights and EMA of the epoch with the best validation top-1
-    OUT/metrics.csv     one row per epoch (TensorBoard events in OUT/tb)    OUT/log.txt
+    OUT/config.json             the resolved settings (checked on --resume)   OUT/arch.json  (chain models)
+    OUT/checkpoints/last.pth    weights, EMA, optimizer, scheduler, RNG: what --resume continues from
+    OUT/checkpoints/best.pth    weights and EMA of the epoch with the best validation top-1
+    OUT/metrics.csv             one row per epoch (TensorBoard events in OUT/tb)    OUT/log.txt
+
+The run folder, ``--resume`` and the config check are :mod:`cydas_chain.core.run`'s.
 
 Checkpoints follow timm's convention: model weights under ``state_dict``, EMA weights under
 ``state_dict_ema``; they hold tensors and plain values only (``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..core.errors import ArchError, CheckpointError, CydasError, DataError
 from ..core.flops import count_params
 from ..core.logging import MetricWriter, get_logger
 from ..core.loop import evaluate, sharded_loaders, train_one_epoch
+from ..core.run import RunDir
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.chain_arch import resolve_arch
 from .recipe import BASE_BATCH, Recipe, scaled_lr
@@ -39,7 +41,7 @@ __all__ = ["TrainConfig", "build_model", "evaluate", "evaluate_checkpoint", "tra
 DEFAULT_MODEL = "cydas_b"
 
 # Defaults that depend on the data: a real ImageNet-style folder, or the small embedded set.
-IMAGENET_DEFAULTS = dict(epochs=450, batch_size=128, img_size=224)
+IMAGENET_DEFAULTS = dict(epochs=450, batch_size=1024, img_size=224)  # the paper's 8 GPUs x 128
 EMBEDDED_DEFAULTS = dict(epochs=10, batch_size=64, img_size=32)
 
 
@@ -50,7 +52,7 @@ class TrainConfig:
     data: Optional[str] = None  # ImageNet-style folder; None: the embedded shapes set
     out: str = "runs/train_cls"
     epochs: Optional[int] = None  # None: IMAGENET_DEFAULTS / EMBEDDED_DEFAULTS
-    batch_size: Optional[int] = None  # per process
+    batch_size: Optional[int] = None  # total over all processes
     img_size: Optional[int] = None
     lr: Optional[float] = None  # None: recipe.base_lr scaled to the total batch
     workers: int = 4
@@ -58,8 +60,7 @@ class TrainConfig:
     device: Optional[str] = None
     amp: bool = False
     val_fraction: float = 0.1  # held out of train/ when there is no val/
-    resume: Optional[str] = None  # a checkpoint path; "last" = OUT/last.pth
-    stop_after_epoch: Optional[int] = None  # end this run early; --resume continues the schedule
+    resume: Optional[str] = None  # a checkpoint path; "" = OUT/checkpoints/last.pth (see core.run)
     checkpoint: Optional[str] = None  # evaluation only
     recipe: Recipe = field(default_factory=Recipe)
 
@@ -144,11 +145,14 @@ def build_data(cfg: TrainConfig, dist_info: D.DistInfo, for_training: bool = Tru
                                         crop_pct=data_cfg["crop_pct"])
     train_set, val_set, classes = train_val_folders(data_root(cfg), train_tf, val_tf,
                                                     val_fraction=cfg.val_fraction, seed=0)
-    per_rank = len(train_set) // dist_info.world_size
-    if for_training and per_rank < cfg.batch_size:
-        raise DataError(f"the training set has {len(train_set)} images, {per_rank} per process: fewer "
-                        f"than the batch size {cfg.batch_size} (lower --batch-size)")
-    return (*sharded_loaders(train_set, val_set, cfg.batch_size, cfg.workers, cfg.seed, dist_info.device), classes)
+    world = dist_info.world_size
+    if cfg.batch_size % world:
+        raise CydasError(f"--batch-size {cfg.batch_size} (the total batch) is not divisible by the {world} processes")
+    if for_training and len(train_set) < cfg.batch_size:
+        raise DataError(f"the training set has {len(train_set)} images: fewer than the batch size "
+                        f"{cfg.batch_size} (lower --batch-size)")
+    return (*sharded_loaders(train_set, val_set, cfg.batch_size // world, cfg.workers, cfg.seed, dist_info.device),
+            classes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,40 +171,30 @@ def gather_rng_states() -> List[dict]:
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
-def train(cfg: TrainConfig) -> Dict[str, float]:
-    """Train (or continue training) and return the last epoch's metrics.
+def train(cfg: TrainConfig, run: Optional[RunDir] = None) -> Dict[str, float]:
+    """Train (or continue training) in the run folder ``run`` (default: ``cfg.out`` with ``cfg.resume``)
+    and return the last epoch's metrics.
 
-    A resumed run takes what it is not given of the network, the data folder and the schedule
-    (epochs, batch size, image size, lr) from the checkpoint; the optimizer's and scheduler's
-    hyper-parameters come with their states.  Augmentation, loss and EMA settings are the run's.
+    A resumed run must have the settings of the checkpoint's run (:meth:`RunDir.start`); the tool
+    fills the settings not given from the run's config.json.  Without ``--model``/``--arch`` the
+    network is the one the checkpoint records.
     """
-    out = Path(cfg.out)
-    resume_path, ckpt = None, None
-    if cfg.resume is not None:
-        resume_path = out / "last.pth" if cfg.resume == "last" else Path(cfg.resume)
-        if not resume_path.is_file():
-            raise CheckpointError(f"nothing to resume: {resume_path} not found")
-        ckpt = load_checkpoint(resume_path)
-        old = ckpt.get("config", {})
-        for name in ("data", "epochs", "batch_size", "img_size", "lr"):
-            if getattr(cfg, name) is None and old.get(name) is not None:
-                setattr(cfg, name, old[name])
+    run = run or RunDir.open(cfg.out, "" if cfg.resume == "last" else cfg.resume)  # "last": the former spelling
+    ckpt = None
+    if run.resume is not None:
+        ckpt = load_checkpoint(run.resume)
         if cfg.model is None and cfg.arch is None and ckpt.get("model"):  # the network it recorded
             cfg.model, cfg.arch = ckpt["model"], ckpt.get("arch") if ckpt["model"] == "cydas_chain" else None
-    elif (out / "last.pth").exists():
-        raise CydasError(f"{out} already holds a run (last.pth): continue it with --resume, "
-                         f"or choose another --out")
     cfg = cfg.resolved()
     info = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, out, resume_path, ckpt, info)
+        return _train(cfg, run, ckpt, info)
     finally:
         D.cleanup()
 
 
-def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optional[dict],
-           info: D.DistInfo) -> Dict[str, float]:
-    device, recipe = info.device, cfg.recipe
+def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo) -> Dict[str, float]:
+    device, recipe, out, resume_path = info.device, cfg.recipe, run.out, run.resume
     if cfg.amp and device.type != "cuda":
         raise CydasError("--amp needs a CUDA device")
     log = get_logger("cydas.train_cls", out)
@@ -211,7 +205,7 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
     raw_model = build_model(cfg.model, cfg.arch, len(classes), recipe).to(device)
     seed_everything(cfg.seed + info.rank)
 
-    total_batch = cfg.batch_size * info.world_size
+    total_batch = cfg.batch_size
     lr = cfg.lr if cfg.lr is not None else scaled_lr(total_batch, recipe.base_lr)
     optimizer = recipe.optimizer(raw_model, lr)
     scheduler = recipe.scheduler(optimizer, cfg.epochs, len(train_loader))
@@ -227,10 +221,17 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
     ema = recipe.model_ema(raw_model)  # after DDP's broadcast of rank 0's weights
 
     identity = model_identity(raw_model, cfg)
+    config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": total_batch, "lr": lr,
+              "classes": classes, **identity}
+    # the processes, an evaluation's checkpoint and the arch file's path may change; the arch itself may not
+    saved = None if ckpt is None else ckpt.get("config", {})
+    if saved is not None and "total_batch" not in saved:  # before issue 13: unresolved settings were None
+        saved = {k: v for k, v in saved.items() if v is not None and k != "batch_size"}
+    config = run.start(config, saved, source=f"checkpoint {resume_path}", may_change=("world_size", "checkpoint"))
     start_epoch, step, best = 0, 0, {"top1": -1.0, "epoch": 0}
     if resume_path is not None:
-        start_epoch, step, best = _resume(ckpt, resume_path, cfg, identity, raw_model, ema, optimizer,
-                                          scheduler, scaler, info, log)
+        start_epoch, step, best = _resume(ckpt, resume_path, cfg, raw_model, ema, optimizer, scheduler, scaler,
+                                          info, log)
     writer = MetricWriter(out)
     if resume_path is not None:
         writer.truncate_after(start_epoch)
@@ -239,9 +240,6 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
         arch = getattr(raw_model, "chain_arch", None)
         if arch is not None:
             atomic_write(out / "arch.json", lambda f: f.write(arch.to_json().encode()))
-        config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": total_batch, "lr": lr,
-                  "classes": classes, **identity}
-        atomic_write(out / "config.json", lambda f: f.write(json.dumps(config, indent=2, default=str).encode()))
     rule = ("given by --lr" if cfg.lr is not None else
             f"= {recipe.base_lr} x {total_batch} / {BASE_BATCH}, scaled to the total batch")
     log.info(f"model {identity['model']}" + (f" [{raw_model.chain_arch}]" if identity["arch"] else "") +
@@ -250,7 +248,8 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
     log.info(f"data {cfg.data or 'embedded shapes (' + str(default_data_root()) + ')'}: "
              f"{len(train_loader.dataset)} train / {len(val_loader.dataset.dataset)} val images")
     if resume_path is None:
-        log.info(f"lr {lr:.4g} {rule} ({cfg.batch_size} per process x {info.world_size}); {recipe.opt}, "
+        log.info(f"lr {lr:.4g} {rule} ({cfg.batch_size // info.world_size} per process x {info.world_size}); "
+                 f"{recipe.opt}, "
                  f"wd {recipe.weight_decay}, warmup {recipe.warmup_epochs} epochs then cosine to epoch "
                  f"{cfg.epochs}, AutoAugment {recipe.auto_augment}, "
                  f"EMA {recipe.ema_decay if recipe.ema else 'off'}")
@@ -258,9 +257,8 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
         log.info(f"resumed from {resume_path} after epoch {start_epoch} (step {step}): optimizer and "
                  f"{cfg.epochs}-epoch schedule continue from their saved states")
 
-    end_epoch = cfg.epochs if cfg.stop_after_epoch is None else min(cfg.epochs, cfg.stop_after_epoch)
     row: Dict[str, float] = {}
-    for epoch in range(start_epoch, end_epoch):
+    for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         train_loader.sampler.set_epoch(epoch)
         row, step = train_one_epoch(model, train_loader, criterion, optimizer, device, scheduler=scheduler,
@@ -279,45 +277,35 @@ def _train(cfg: TrainConfig, out: Path, resume_path: Optional[Path], ckpt: Optio
             best = {"top1": score, "epoch": epoch + 1}
         rngs = gather_rng_states()  # collective: every rank takes part
         if info.is_main:
+            # the row first: a kill between the two leaves a row that --resume drops, never a lost one
+            row["epoch_time_s"] = time.time() - t0
+            writer.write(epoch + 1, row)
             state = {"epoch": epoch + 1, "step": step, **identity, "num_classes": len(classes),
                      "classes": list(classes), "img_size": cfg.img_size,
                      "state_dict": raw_model.state_dict(),
                      **({"state_dict_ema": ema.module.state_dict()} if ema is not None else {}),
                      "metrics": dict(row), "best": dict(best)}
             if is_best:  # first: a crash between the two saves re-does this epoch on resume
-                save_checkpoint(state, out / "best.pth")
+                save_checkpoint(state, run.best)
             save_checkpoint({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              **({"scaler": scaler.state_dict()} if scaler is not None else {}),
-                             "rng": rngs, "config": cfg.as_dict()}, out / "last.pth")
-            row["epoch_time_s"] = time.time() - t0
-            writer.write(epoch + 1, row)
+                             "rng": rngs, "config": config}, run.last)
         D.barrier()
         log.info(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2f} | "
                  f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2f} top-5 {row['val_top5']:.2f}" +
                  (f" | EMA top-1 {row['ema_top1']:.2f} top-5 {row['ema_top5']:.2f}" if ema is not None else "") +
                  f" | lr {row['lr']:.3g}" + (" *best" if is_best else ""))
     writer.close()
-    if end_epoch < cfg.epochs:
-        log.info(f"stopped after epoch {end_epoch} of {cfg.epochs}; continue with --resume")
-    else:
-        log.info(f"done: best {'EMA ' if ema is not None else ''}top-1 {best['top1']:.2f} at epoch "
-                 f"{best['epoch']}; weights in {out / 'best.pth'} and {out / 'last.pth'}")
+    log.info(f"done: best {'EMA ' if ema is not None else ''}top-1 {best['top1']:.2f} at epoch "
+             f"{best['epoch']}; weights in {run.best} and {run.last}")
     return row
 
 
-def _resume(ckpt: dict, path: Path, cfg: TrainConfig, identity: dict, raw_model, ema, optimizer,
-            scheduler, scaler, info: D.DistInfo, log):
+def _resume(ckpt: dict, path: Path, cfg: TrainConfig, raw_model, ema, optimizer, scheduler, scaler,
+            info: D.DistInfo, log):
     missing = [k for k in ("epoch", "step", "state_dict", "optimizer", "scheduler", "rng") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint of train_cls (no {', '.join(missing)})")
-    if ckpt.get("model") != identity["model"]:
-        raise CheckpointError(f"{path} was trained with model {ckpt.get('model')}, not {identity['model']}")
-    if ckpt.get("arch") != identity["arch"]:
-        raise CheckpointError(f"{path} was trained with another architecture of the chain space")
-    old_epochs = ckpt.get("config", {}).get("epochs")
-    if old_epochs is not None and old_epochs != cfg.epochs:
-        raise CydasError(f"{path} follows a schedule of {old_epochs} epochs; --epochs {cfg.epochs} would "
-                         f"change it (resume with --epochs {old_epochs})")
     load_weights(raw_model, ckpt["state_dict"], path, "model weights of")
     if ema is not None:
         if "state_dict_ema" not in ckpt:
@@ -348,7 +336,10 @@ def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
 
     The network is ``--model``/``--arch`` when given, else the one the checkpoint records.
     """
-    path = Path(cfg.checkpoint) if cfg.checkpoint else Path(cfg.out) / "best.pth"
+    run = RunDir(cfg.out)
+    legacy = run.out / "best.pth"  # the layout before issue 13
+    path = Path(cfg.checkpoint) if cfg.checkpoint else legacy if legacy.is_file() and not run.best.is_file() \
+        else run.best
     ckpt = load_checkpoint(path)  # one-line error for a missing, empty or corrupt file
     if cfg.model is None and cfg.arch is None and ckpt.get("model"):  # the network it recorded
         cfg.model, cfg.arch = ckpt["model"], ckpt.get("arch") if ckpt["model"] == "cydas_chain" else None
