@@ -26,7 +26,6 @@ rate follows the total batch: a preset's rate belongs to its batch (CIFAR 0.1 pe
 0.8 per 1024) and is scaled linearly when --batch-size changes the batch; --lr sets it outright.
 """
 import argparse
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -120,19 +119,16 @@ def build_config(args, num_classes: int):
 
 
 def write_outputs(out: Path, searcher, bench=None) -> None:
-    from cydas_chain.core.checkpoint import atomic_write
-
-    def write_json(name, obj):
-        atomic_write(out / name, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+    from cydas_chain.core.checkpoint import write_json
 
     genotype = searcher.search_net.genotype()
     extra, history = {}, searcher.genotype_history
     if bench is not None:
         extra["nas_bench_201"] = bench.found_or_none(genotype.arch_str())
         history = [{**h, "nas_bench_201": bench.found_or_none(h["genotype"]["arch_str"])} for h in history]
-    write_json("genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
-    write_json("genotype_history.json", history)
-    write_json("alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
+    write_json(out / "genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
+    write_json(out / "genotype_history.json", history)
+    write_json(out / "alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
                                       for h in searcher.alpha_history])
     searcher.space.draw(genotype, out, searcher.epoch)
 

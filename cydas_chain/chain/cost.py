@@ -68,9 +68,6 @@ class CostTable:
         """The smallest and the largest MACs of any path."""
         return self._range(self.macs, self.fixed_macs)
 
-    def params_range(self) -> Tuple[int, int]:
-        return self._range(self.params, self.fixed_params)
-
 
 @torch.no_grad()
 def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, device,
@@ -163,9 +160,7 @@ def measure_latency_table(space: ChainSpace, num_classes: int, input_size: Input
                               lambda module, x: (_median_ms(module, x, repeats),))
     table, fixed = table[..., 0], float(fixed[0])
     if cache is not None:
-        from ..core.checkpoint import atomic_write
+        from ..core.checkpoint import write_json
 
-        data = json.dumps({"device": _device_tag(device), "input_size": [h, w], "table": table.tolist(),
-                           "fixed": fixed}).encode()
-        atomic_write(cache, lambda f: f.write(data))
+        write_json(cache, {"device": _device_tag(device), "input_size": [h, w], "table": table.tolist(), "fixed": fixed})
     return table, fixed

@@ -21,9 +21,7 @@ holds everything else that changes (weights, optimizer, scheduler, scaler, sampl
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -36,11 +34,11 @@ from timm.scheduler import PolyLRScheduler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from ..core.distill import soft_target_kl
 from ..core.distributed import DistInfo, all_reduce_sum, is_main_process, same_on_all_ranks
 from ..core.errors import CheckpointError, CydasError, DataError
-from ..core.logging import MetricWriter, json_safe, progress
+from ..core.logging import MetricWriter, progress
 from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
@@ -452,8 +450,7 @@ class ChainSearch:
                 top["path"] = list(self.space.canonical(top["path"]))
             evolution["teacher"] = {"path": list(self.space.canonical(teacher.path)), "score": teacher.score,
                                     "recalibrated_score": teacher_recalibrated, "macs": teacher.macs}
-            text = _dumps(evolution)
-            atomic_write(self.out / "evolution.json", lambda f: f.write(text))
+            write_json(self.out / "evolution.json", evolution)
         macs = int(self.table.path_macs(path))
         arch = self.space.arch(path)
         cost = count_macs(create_chain_model("cydas_chain", arch, num_classes=len(self.classes)),
@@ -469,9 +466,8 @@ class ChainSearch:
         if self.latency is not None:
             info["latency_ms_estimate"] = float(self.latency.values(np.asarray([path]))[0])
         history = [{**h, "path": list(self.space.canonical(h["path"]))} for h in self.board.history]
-        text, hist = _dumps(info), _dumps(history)
-        atomic_write(self.out / "arch.json", lambda f: f.write(text))
-        atomic_write(self.out / "teacher_history.json", lambda f: f.write(hist))
+        write_json(self.out / "arch.json", info)
+        write_json(self.out / "teacher_history.json", history)
         self._write_evaluations()
         from .plot import plot_search
         plot_search(self.board.history, self.evaluations, self.cfg, self.out / "search.png")
@@ -500,13 +496,5 @@ class ChainSearch:
 
 def _fmt_score(s: float) -> str:
     return "-" if math.isnan(s) else f"{s:.1f}"
-
-
-def _dumps(obj) -> bytes:
-    """Indented JSON with lists of numbers on one line (paths stay readable)."""
-    text = json.dumps(json_safe(obj), indent=1)
-    text = re.sub(r"\[[\s\d,.eE+-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
-                  text)
-    return (text + "\n").encode()
 
 

@@ -10,6 +10,7 @@ holds Python objects a safe load refuses.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -100,6 +101,17 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+def write_json(path: PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` as indented standard JSON (non-finite floats as null, Paths as strings),
+    with lists of numbers on one line so that paths and tables stay readable."""
+    from .logging import json_safe
+
+    text = json.dumps(json_safe(obj), indent=1, default=str)
+    text = re.sub(r"\[[\s\d,.eE+-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
+                  text)
+    return atomic_write(path, lambda f: f.write((text + "\n").encode()))
 
 
 def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:

@@ -144,7 +144,7 @@ class RunDir:
         """Refuse a ``config`` that differs from the resumed run's (``saved``, e.g. the checkpoint's; else
         config.json), then write it with the command line's settings to OUT/config.json (main process).
         Returns ``config`` as plain JSON values (for a checkpoint that loads with weights_only)."""
-        from .checkpoint import atomic_write
+        from .checkpoint import write_json
         from .distributed import is_main_process
 
         if saved is None and self.resume is not None:
@@ -155,6 +155,5 @@ class RunDir:
                               f"with the settings of that run, or start a new run in another --out")
         config = _plain(config)
         if is_main_process():
-            text = json.dumps({**config, "args": _plain(self.args)}, indent=1).encode()
-            atomic_write(self.config_path, lambda f: f.write(text))
+            write_json(self.config_path, {**config, "args": _plain(self.args)})
         return config

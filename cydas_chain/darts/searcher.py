@@ -39,8 +39,9 @@ from torch.utils.data.distributed import DistributedSampler
 from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.distill import DISTILL_REDUCTIONS, stage_distillation_loss
 from ..core.distributed import average_gradients, get_rank, get_world_size, is_main_process
-from ..core.errors import CheckpointError, CydasError, first_line
+from ..core.errors import CheckpointError, CydasError
 from ..core.logging import progress
+from ..core.run import load_states
 from ..core.seed import rng_state, set_rng_state
 from ..models.darts.eval_net import inherit_weights
 from .spaces import cell_space
@@ -386,20 +387,14 @@ class CyclicSearcher:
             k = diff[0]
             raise CheckpointError(f"{source} was written by a different search ({k}: "
                                   f"{getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} now)")
-        try:
-            self.search_net.load_state_dict(state["search_net"])
-            self.w_opt.load_state_dict(state["w_opt"])
-            self.w_sched.load_state_dict(state["w_sched"])
-            self.arch_opt.load_state_dict(state["arch_opt"])
-            self.weight_bank = dict(state["weight_bank"])
-            if "eval_genotype" in state:
-                self.eval_net = None
-                self.regenerate(self.space.genotype_type.from_dict(state["eval_genotype"]))
-                self.eval_net.load_state_dict(state["eval_net"])
-                self.eval_sgd.load_state_dict(state["eval_sgd"])
-                self.eval_adam.load_state_dict(state["eval_adam"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{source} does not match this search: {first_line(e)}") from None
+        load_states({"search_net": self.search_net, "w_opt": self.w_opt, "w_sched": self.w_sched,
+                     "arch_opt": self.arch_opt}, state, source)
+        self.weight_bank = dict(state["weight_bank"])
+        if "eval_genotype" in state:
+            self.eval_net = None
+            self.regenerate(self.space.genotype_type.from_dict(state["eval_genotype"]))
+            load_states({"eval_net": self.eval_net, "eval_sgd": self.eval_sgd, "eval_adam": self.eval_adam}, state,
+                        source)
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.alpha_history, self.genotype_history = list(state["alpha_history"]), list(state["genotype_history"])
         set_rng_state(state["rng"])
