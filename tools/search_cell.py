@@ -135,7 +135,7 @@ def write_outputs(out: Path, searcher, bench=None) -> None:
 
 def main(argv=None) -> int:
     args, run = parse_run_args(build_parser(), argv)
-    from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
+    from cydas_chain.core.distributed import is_main_process, process_group
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
     from cydas_chain.darts.nb201_bench import NB201Bench
@@ -144,8 +144,7 @@ def main(argv=None) -> int:
 
     if args.nb201_api is not None and not cell_space(args.space).benchmark:
         raise CydasError("--nb201-api needs --space nb201")
-    dist = init_distributed(args.device)
-    try:
+    with process_group(args.device) as dist:
         # the benchmark file is read once, before the search, by the process that writes the results
         bench = NB201Bench(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
         if bench is not None:
@@ -196,8 +195,6 @@ def main(argv=None) -> int:
         if is_main_process():
             write_outputs(args.out, searcher, bench)
             log.info("final genotype written to %s", args.out / "genotype.json")
-    finally:
-        cleanup()
     return 0
 
 

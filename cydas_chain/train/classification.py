@@ -186,11 +186,8 @@ def train(cfg: TrainConfig, run: Optional[RunDir] = None) -> Dict[str, float]:
         if cfg.model is None and cfg.arch is None and ckpt.get("model"):  # the network it recorded
             cfg.model, cfg.arch = ckpt["model"], ckpt.get("arch") if ckpt["model"] == "cydas_chain" else None
     cfg = cfg.resolved()
-    info = D.init_distributed(cfg.device)
-    try:
+    with D.process_group(cfg.device) as info:
         return _train(cfg, run, ckpt, info)
-    finally:
-        D.cleanup()
 
 
 def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo) -> Dict[str, float]:
@@ -346,8 +343,7 @@ def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
     if cfg.img_size is None and isinstance(ckpt.get("img_size"), int):
         cfg.img_size = ckpt["img_size"]  # evaluate at the training resolution unless told otherwise
     cfg = cfg.resolved()
-    info = D.init_distributed(cfg.device)
-    try:
+    with D.process_group(cfg.device) as info:
         _, val_loader, classes = build_data(cfg, info, for_training=False)
         seed_everything(cfg.seed)
         model = build_model(cfg.model, cfg.arch, len(classes), cfg.recipe).to(info.device)
@@ -358,5 +354,3 @@ def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
         log.info(f"{path} ({weights}): top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f} "
                  f"loss {metrics['loss']:.4f} on {metrics['images']} images")
         return {**metrics, "checkpoint": str(path), "weights": weights}
-    finally:
-        D.cleanup()
