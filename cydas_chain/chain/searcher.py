@@ -348,10 +348,7 @@ class ChainSearch:
 
     def load(self, path: Path) -> None:
         """Continue the search of checkpoint ``path``; its settings must be this search's."""
-        state = load_checkpoint(path, map_location=self.device)
-        if state.get("kind") != CHECKPOINT_KIND:
-            what = state.get("kind") or state.get("space") or "an unknown kind"
-            raise CheckpointError(f"checkpoint {path} is not a chain-space search checkpoint ({what})")
+        state = load_checkpoint(path, map_location=self.device, kind=(CHECKPOINT_KIND, "chain-space search"))
         self.run_dir.start(self.cfg.as_dict(), state.get("config", {}), source=f"checkpoint {path}")
         if state.get("classes") != self.classes:
             raise CheckpointError(f"checkpoint {path} was made on other classes ({len(state.get('classes', []))} "

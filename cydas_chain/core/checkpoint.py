@@ -18,7 +18,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Optional, Union
+from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -201,7 +201,8 @@ def classify_load_error(e: BaseException, path: Optional[PathLike] = None) -> Lo
     return LoadFailure("other", _torch_detail(e))
 
 
-def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: Optional[str] = None) -> dict:
+def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: Optional[str] = None,
+                    kind: Optional[Tuple[str, str]] = None) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` (or any weights-only checkpoint).
 
     Raises :class:`CheckpointError` with a one-line reason for a missing, empty, corrupt or
@@ -209,6 +210,8 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: 
     readable file holding Python objects that a safe load refuses; ``trusted_hint`` (e.g.
     "convert it with tools/convert_official.py") is appended to that message only, where the
     caller has a trusted way to load such a file.  The error's ``__cause__`` is torch's exception.
+    ``kind`` = (the ``"kind"`` a checkpoint records, what such checkpoints are called) refuses any other
+    checkpoint, e.g. ``("cydas_cell_search", "cell-search")``.
     """
     path = Path(path)
     if path.is_dir():
@@ -237,6 +240,9 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: 
         raise CheckpointError(f"cannot read checkpoint {path}: {detail}") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    if kind is not None and state.get("kind") != kind[0]:
+        found = state.get("kind") or state.get("space") or "an unknown kind"
+        raise CheckpointError(f"checkpoint {path} is not a {kind[1]} checkpoint ({found})")
     return state
 
 

@@ -69,9 +69,7 @@ def stratified_split(targets: Sequence[int], fraction: float, seed: int = 0) -> 
 def train_val_folders(root: os.PathLike, train_transform=None, val_transform=None,
                       val_fraction: float = 0.1, seed: int = 0) -> Tuple[Dataset, Dataset, List[str]]:
     """Training and validation sets from ``root`` (see module doc).  Returns (train, val, classes)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder not found: {root}")
+    root = Path(root)  # a missing one: image_folder's "data folder not found"
     train_dir = root / "train" if (root / "train").is_dir() else root
     val_dir = root / "val"
     train = image_folder(train_dir, train_transform)

@@ -31,7 +31,7 @@ from ..core.errors import ArchError, CheckpointError, CydasError, DataError
 from ..core.flops import count_params
 from ..core.logging import MetricWriter, get_logger
 from ..core.loop import evaluate, sharded_loaders, train_one_epoch
-from ..core.run import RunDir
+from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.chain_arch import resolve_arch
 from .recipe import BASE_BATCH, Recipe, scaled_lr
@@ -308,13 +308,8 @@ def _resume(ckpt: dict, path: Path, cfg: TrainConfig, raw_model, ema, optimizer,
         if "state_dict_ema" not in ckpt:
             raise CheckpointError(f"{path} has no EMA weights (trained with --no-ema): resume with --no-ema")
         load_weights(ema.module, ckpt["state_dict_ema"], path, "EMA weights of")
-    try:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"optimizer state of {path} does not fit: {e}") from None
-    scheduler.load_state_dict(ckpt["scheduler"])
-    if scaler is not None and "scaler" in ckpt:
-        scaler.load_state_dict(ckpt["scaler"])
+    load_states({"optimizer": optimizer, "scheduler": scheduler,
+                 **({"scaler": scaler} if scaler is not None and "scaler" in ckpt else {})}, ckpt, path)
     rngs = ckpt["rng"]
     if len(rngs) == info.world_size:
         set_rng_state(rngs[info.rank])
