@@ -147,8 +147,6 @@ def main(argv=None) -> int:
     with process_group(args.device) as dist:
         # the benchmark file is read once, before the search, by the process that writes the results
         bench = NB201Bench(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
-        if bench is not None:
-            log_bench = f"NAS-Bench-201: {len(bench)} cells in {args.nb201_api} ({bench.source})"
         image_size = args.img_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
@@ -161,7 +159,7 @@ def main(argv=None) -> int:
         log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
         log.info("data: %s", desc)
         if bench is not None:
-            log.info(log_bench)
+            log.info("NAS-Bench-201: %d cells in %s (%s)", len(bench), args.nb201_api, bench.source)
         log.info("preset %s, device %s, %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
                  preset, dist.device, dist.world_size, cfg.batch_size // dist.world_size, cfg.batch_size,
                  cfg.w_lr, asdict(cfg))

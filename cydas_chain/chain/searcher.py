@@ -331,10 +331,6 @@ class ChainSearch:
         return record
 
     # ---- checkpoints --------------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir.last
-
     def state_dict(self) -> dict:
         return {"kind": CHECKPOINT_KIND, "space": "cydas_chain", "config": self.cfg.as_dict(),
                 "classes": self.classes, "step": self.step, "model": self.supernet.state_dict(),
@@ -344,7 +340,7 @@ class ChainSearch:
 
     def save(self) -> None:
         if is_main_process():
-            save_checkpoint(self.state_dict(), self.checkpoint_path)
+            save_checkpoint(self.state_dict(), self.run_dir.last)
 
     def load(self, path: Path) -> None:
         """Continue the search of checkpoint ``path``; its settings must be this search's."""

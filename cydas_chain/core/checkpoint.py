@@ -10,6 +10,7 @@ holds Python objects a safe load refuses.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -31,13 +32,11 @@ PathLike = Union[str, os.PathLike]
 # ---- file modes ------------------------------------------------------------------------------
 def _read_umask() -> int:
     """The process umask without changing it: Linux (>= 4.7) reports it in /proc/self/status."""
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
     return _IMPORT_UMASK
 
 
@@ -51,12 +50,10 @@ os.umask(_IMPORT_UMASK)
 
 def _final_mode(path: Path) -> int:
     """The mode ``open(path, "w")`` gives: an existing file keeps its mode, a new one gets 0666 & ~umask."""
-    try:
+    with contextlib.suppress(OSError):
         st = os.stat(path)
         if stat.S_ISREG(st.st_mode):
             return stat.S_IMODE(st.st_mode)
-    except OSError:
-        pass
     return 0o666 & ~_read_umask()
 
 
@@ -80,10 +77,8 @@ def atomic_write(path: PathLike, write_fn) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path
@@ -91,16 +86,12 @@ def atomic_write(path: PathLike, write_fn) -> Path:
 
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable; a no-op where folders cannot be opened or synced."""
-    try:
+    with contextlib.suppress(OSError):
         dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def write_json(path: PathLike, obj: Any) -> Path:

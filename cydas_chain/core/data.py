@@ -38,13 +38,9 @@ def image_folder(root: os.PathLike, transform: Optional[Callable] = None):
 
 def check_same_classes(train, val, train_root, val_root) -> None:
     if train.classes != val.classes:
-        missing = sorted(set(train.classes) - set(val.classes))
-        extra = sorted(set(val.classes) - set(train.classes))
-        detail = []
-        if missing:
-            detail.append(f"absent from val: {', '.join(missing[:5])}")
-        if extra:
-            detail.append(f"absent from train: {', '.join(extra[:5])}")
+        detail = [f"absent from {where}: {', '.join(sorted(set(a) - set(b))[:5])}"
+                  for where, a, b in (("val", train.classes, val.classes), ("train", val.classes, train.classes))
+                  if set(a) - set(b)]
         raise DataError(f"class folders of {train_root} and {val_root} differ ({'; '.join(detail)})")
 
 
