@@ -111,6 +111,22 @@ def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:
 
 
 # ---- loading ---------------------------------------------------------------------------------
+def numpy_safe_globals() -> list:
+    """What files holding numpy values (mmengine's message hub, NAS-Bench-201 files of older code) need
+    allow-listed for a weights-only load: arrays, dtypes, and numpy's array and scalar rebuild functions."""
+    import numpy as np
+
+    multiarray = np._core.multiarray
+    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+               np.uint64, np.float16, np.float32, np.float64)
+    allowed = [np.ndarray, np.dtype, *(type(np.dtype(t)) for t in numeric)]
+    for fn in (multiarray._reconstruct, multiarray.scalar):
+        allowed.append(fn)
+        # numpy 1.x wrote these as numpy.core.multiarray.* (e.g. checkpoints made elsewhere).
+        allowed.append((fn, f"numpy.core.multiarray.{fn.__name__}"))
+    return allowed
+
+
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6: a zip archive
 # The legacy (pre-1.6) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
