@@ -7,6 +7,7 @@ dataloader worker half an hour later.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -16,6 +17,22 @@ from ..core.errors import CheckpointError, DataError, first_line
 from .errors import ConfigError
 
 SCOPES = ("mmdet", "mmseg")
+
+
+def parse_tool_args(parser: argparse.ArgumentParser, argv, data_root_help: str, cfg_example: str):
+    """Add the options tools/train.py and tools/test.py share (--data-root, --cfg-options, --launcher and
+    the hidden --local_rank of torch.distributed.launch), parse ``argv``, pass --local_rank on as LOCAL_RANK."""
+    from mmengine.config import DictAction
+
+    parser.add_argument("--data-root", help=data_root_help)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help=f"override config entries, e.g. {cfg_example}")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                        help="job launcher: 'pytorch' under torchrun (default: none)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
 
 
 def load_config(path, cfg_options: Optional[dict] = None, data_root: Optional[str] = None):
