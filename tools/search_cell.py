@@ -156,7 +156,7 @@ def main(argv=None) -> int:
         cfg, preset = build_config(args, len(classes))
         run.start({**asdict(cfg), "dataset": args.dataset, "data": args.data, "img_size": image_size,
                    "subset_fraction": fraction}, may_change=("epochs",))
-        log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
+        log = get_logger("cydas.search_cell", args.out)  # log.txt: main process
         log.info("data: %s", desc)
         if bench is not None:
             log.info("NAS-Bench-201: %d cells in %s (%s)", len(bench), args.nb201_api, bench.source)

@@ -106,9 +106,8 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
 
     genotype = resolve_genotype(cfg.genotype if cfg.genotype is not None else "cydas_cifar")
     r, run = cfg.recipe(), run or RunDir.open(cfg.out)
-    out = run.out
     with process_group(cfg.device) as dist:
-        train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, out if is_main_process() else None)
+        train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, run.out)  # log.txt: main process
         log.info("recipe %s: %s", cfg.kind, r)
         optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=r["weight_decay"],
                                         momentum=r["momentum"])
@@ -116,7 +115,7 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
                                            warmup_epochs=r["warmup_epochs"], warmup_lr=r["lr"] * 0.01)
         criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
         start, best = 0, 0.0
-        metrics = MetricWriter(out)
+        metrics = MetricWriter(run.out)
         if run.resume is not None:
             state = load_checkpoint(run.resume)
             load_states({"model": model, "optimizer": optimizer, "scheduler": scheduler}, state, run.resume)

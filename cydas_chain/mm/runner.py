@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -159,26 +160,22 @@ def _is_config_mistake(e: BaseException) -> bool:
     return False
 
 
-class _ConfigMistakes:
+@contextmanager
+def _config_mistakes(config):
     """Turn registry build errors (unknown type, wrong keyword) into a one-line ConfigError."""
-
-    def __init__(self, config):
-        self.config = config
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and _is_config_mistake(exc):
-            raise ConfigError(f"{self.config}: {first_line(exc)}") from exc
-        return False
+    try:
+        yield
+    except (KeyError, TypeError) as e:
+        if _is_config_mistake(e):
+            raise ConfigError(f"{config}: {first_line(e)}") from e
+        raise
 
 
 def build_runner(cfg, config_path):
     from mmengine.runner import Runner
 
     register_scope(scope_of(cfg))
-    with _ConfigMistakes(config_path):
+    with _config_mistakes(config_path):
         if "runner_type" in cfg:
             from mmengine.registry import RUNNERS
 
@@ -222,7 +219,7 @@ def train(config, work_dir=None, resume: Optional[str] = None, amp: bool = False
     if not (resume or cfg.get("load_from")):
         check_pretrained(cfg)
     runner = build_runner(cfg, config)
-    with _ConfigMistakes(config):
+    with _config_mistakes(config):
         runner.train()
     return runner
 
@@ -246,5 +243,5 @@ def test(config, checkpoint, work_dir=None, show_dir: Optional[str] = None,
             cfg.visualizer["save_dir"] = str(show_dir)
     check_data(cfg, ("test",))
     runner = build_runner(cfg, config)
-    with _ConfigMistakes(config):
+    with _config_mistakes(config):
         return runner.test()

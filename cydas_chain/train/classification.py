@@ -202,8 +202,7 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
     raw_model = build_model(cfg.model, cfg.arch, len(classes), recipe).to(device)
     seed_everything(cfg.seed + info.rank)
 
-    total_batch = cfg.batch_size
-    lr = cfg.lr if cfg.lr is not None else scaled_lr(total_batch, recipe.base_lr)
+    lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.batch_size, recipe.base_lr)  # the total batch
     optimizer = recipe.optimizer(raw_model, lr)
     scheduler = recipe.scheduler(optimizer, cfg.epochs, len(train_loader))
     scaler = None
@@ -218,7 +217,7 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
     ema = recipe.model_ema(raw_model)  # after DDP's broadcast of rank 0's weights
 
     identity = model_identity(raw_model, cfg)
-    config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": total_batch, "lr": lr,
+    config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": cfg.batch_size, "lr": lr,
               "classes": classes, **identity}
     # the processes, an evaluation's checkpoint and the arch file's path may change; the arch itself may not
     saved = None if ckpt is None else ckpt.get("config", {})
@@ -238,7 +237,7 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
         if arch is not None:
             atomic_write(out / "arch.json", lambda f: f.write(arch.to_json().encode()))
     rule = ("given by --lr" if cfg.lr is not None else
-            f"= {recipe.base_lr} x {total_batch} / {BASE_BATCH}, scaled to the total batch")
+            f"= {recipe.base_lr} x {cfg.batch_size} / {BASE_BATCH}, scaled to the total batch")
     log.info(f"model {identity['model']}" + (f" [{raw_model.chain_arch}]" if identity["arch"] else "") +
              f": {count_params(raw_model) / 1e6:.3f}M params, {len(classes)} classes, "
              f"{cfg.img_size}px, device {device}, {info.world_size} process(es)")
