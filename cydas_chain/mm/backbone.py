@@ -20,7 +20,7 @@ from timm.layers import convert_sync_batchnorm
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..core.checkpoint import extract_state_dict, load_checkpoint, load_weights
+from ..core.checkpoint import extract_state_dict, load_checkpoint
 from ..core.errors import CheckpointError
 from ..models import create_chain_model, resolve_arch
 from .errors import ConfigError
@@ -178,7 +178,12 @@ class CyDAS(BaseModule):
         if missing:
             raise CheckpointError(f"{where} lacks {len(missing)} of the backbone's {len(own)} tensors, "
                                   f"e.g. {missing[0]!r}: is it a checkpoint of arch {self.arch}?")
-        load_weights(self, found, where, "backbone weights of")  # the strict loader: shapes, one line
+        bad = [k for k, v in found.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if bad:
+            raise CheckpointError(f"{where} does not match the backbone's architecture: {len(bad)} tensors "
+                                  f"differ in shape, e.g. {bad[0]}: {tuple(found[bad[0]].shape)} vs "
+                                  f"{tuple(own[bad[0]].shape)}")
+        self.load_state_dict(found, strict=True)
         print_log(f"CyDAS backbone: loaded {len(found)} tensors from {where}, "
                   f"ignored {len(state) - len(found)} other keys", logger="current")
         return len(found)
