@@ -135,7 +135,7 @@ def write_outputs(out: Path, searcher, bench=None) -> None:
 
 def main(argv=None) -> int:
     args, run = parse_run_args(build_parser(), argv)
-    from cydas_chain.core.distributed import cleanup, init_distributed, is_main_process
+    from cydas_chain.core.distributed import is_main_process, process_group
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
     from cydas_chain.darts.nb201_bench import NB201Bench
@@ -144,12 +144,9 @@ def main(argv=None) -> int:
 
     if args.nb201_api is not None and not cell_space(args.space).benchmark:
         raise CydasError("--nb201-api needs --space nb201")
-    dist = init_distributed(args.device)
-    try:
+    with process_group(args.device) as dist:
         # the benchmark file is read once, before the search, by the process that writes the results
         bench = NB201Bench(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
-        if bench is not None:
-            log_bench = f"NAS-Bench-201: {len(bench)} cells in {args.nb201_api} ({bench.source})"
         image_size = args.img_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
                                          224 if args.dataset == "imagenet" else 32)
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
@@ -159,10 +156,10 @@ def main(argv=None) -> int:
         cfg, preset = build_config(args, len(classes))
         run.start({**asdict(cfg), "dataset": args.dataset, "data": args.data, "img_size": image_size,
                    "subset_fraction": fraction}, may_change=("epochs",))
-        log = get_logger("cydas.search_cell", args.out if is_main_process() else None)
+        log = get_logger("cydas.search_cell", args.out)  # log.txt: main process
         log.info("data: %s", desc)
         if bench is not None:
-            log.info(log_bench)
+            log.info("NAS-Bench-201: %d cells in %s (%s)", len(bench), args.nb201_api, bench.source)
         log.info("preset %s, device %s, %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
                  preset, dist.device, dist.world_size, cfg.batch_size // dist.world_size, cfg.batch_size,
                  cfg.w_lr, asdict(cfg))
@@ -196,8 +193,6 @@ def main(argv=None) -> int:
         if is_main_process():
             write_outputs(args.out, searcher, bench)
             log.info("final genotype written to %s", args.out / "genotype.json")
-    finally:
-        cleanup()
     return 0
 
 

@@ -35,6 +35,7 @@ batch (scaled linearly), linear decay to 0.  MACs are always counted at the depl
 import argparse
 import math
 import os
+from dataclasses import fields
 from pathlib import Path
 
 from cydas_chain.core.cli import run_tool
@@ -124,21 +125,19 @@ def main(argv=None) -> int:
     for k in ("epochs", "batch_size", "img_size", "eval_interval", "val_subset", "save_interval", "board_size"):
         if getattr(args, k) < 1:
             raise CydasError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(args, k)}")
-    if args.warmup_epochs is None:
-        args.warmup_epochs = args.epochs / 6
-    if args.lr_warmup_epochs is None:
-        args.lr_warmup_epochs = args.epochs / 40
-    if not 0 <= args.warmup_epochs < args.epochs:
-        raise CydasError(f"--warmup-epochs must be in [0, --epochs={args.epochs}), got {args.warmup_epochs:g}")
-    if not 0 <= args.lr_warmup_epochs < args.epochs:
-        raise CydasError(f"--lr-warmup-epochs must be in [0, --epochs={args.epochs}), got {args.lr_warmup_epochs:g}")
+    for k, share in (("warmup_epochs", 6), ("lr_warmup_epochs", 40)):  # defaults: epochs/6, epochs/40
+        if getattr(args, k) is None:
+            setattr(args, k, args.epochs / share)
+        if not 0 <= getattr(args, k) < args.epochs:
+            raise CydasError(f"--{k.replace('_', '-')} must be in [0, --epochs={args.epochs}), "
+                             f"got {getattr(args, k):g}")
     try:
         slots = tuple(int(n) for n in args.slots.split(","))
     except ValueError:
         raise CydasError(f"--slots takes comma-separated integers like 4,4,5,4,4, got {args.slots!r}") from None
 
     from cydas_chain.core import data as cdata
-    from cydas_chain.core.distributed import barrier, cleanup, init_distributed, is_main_process
+    from cydas_chain.core.distributed import barrier, is_main_process, process_group
     from cydas_chain.core.logging import get_logger
     from cydas_chain.chain.evolution import EvolutionConfig
     from cydas_chain.chain.searcher import ChainSearch, SearchConfig
@@ -148,47 +147,43 @@ def main(argv=None) -> int:
         # cores are busy with other work its spin-waits made steps 10-20x slower (measured).
         import torch
         torch.set_num_threads(1)
-    dist = init_distributed(args.device)
-    amp = dist.device.type == "cuda" if args.amp is None else args.amp
-    if amp and dist.device.type != "cuda":
-        raise CydasError("--amp needs a CUDA device")
+    with process_group(args.device) as dist:
+        amp = dist.device.type == "cuda" if args.amp is None else args.amp
+        if amp and dist.device.type != "cuda":
+            raise CydasError("--amp needs a CUDA device")
 
-    if embedded:
-        root = cdata.embedded_data_root()
-        if is_main_process():
-            cdata.make_digits_folder(root)
-        barrier()
-        data_desc = f"embedded handwritten digits ({root})"
-    else:
-        root, data_desc = args.data, str(args.data)
-    if not 0.0 < args.crop_scale <= 1.0:
-        raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-    train_tf, val_tf = cdata.build_transforms(args.img_size, "embedded" if embedded else "imagenet",
-                                             crop_scale=args.crop_scale)
-    train_set, val_set, classes = cdata.train_val_folders(root, None, val_tf, seed=args.seed)
+        if embedded:
+            root = cdata.embedded_data_root()
+            if is_main_process():
+                cdata.make_digits_folder(root)
+            barrier()
+            data_desc = f"embedded handwritten digits ({root})"
+        else:
+            root, data_desc = args.data, str(args.data)
+        if not 0.0 < args.crop_scale <= 1.0:
+            raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
+        train_tf, val_tf = cdata.build_transforms(args.img_size, "embedded" if embedded else "imagenet",
+                                                 crop_scale=args.crop_scale)
+        train_set, val_set, classes = cdata.train_val_folders(root, None, val_tf, seed=args.seed)
 
-    cfg = SearchConfig(
-        max_macs=int(round(args.flops * 1e6)), min_macs=int(round(args.flops_min * 1e6)),
-        max_params=None if args.params is None else int(round(args.params * 1e6)),
-        max_latency_ms=args.latency, board_size=args.board_size, epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs, lr_warmup_epochs=args.lr_warmup_epochs, batch_size=args.batch_size,
-        img_size=args.img_size, cost_size=args.cost_size, lr=args.lr,
-        distill_weight=args.distill_weight, temperature=args.temperature, eval_interval=args.eval_interval,
-        val_subset=args.val_subset, replace_test=args.replace_test, replace_alpha=args.replace_alpha,
-        replace_gap=None if math.isinf(args.replace_gap) else args.replace_gap,
-        slots=slots, weight_sharing=args.weight_sharing, final=args.final, calib_batches=args.calib_batches,
-        evolution=dict(population=args.population, generations=args.generations, parents=args.parents,
-                       mutation_prob=args.mutation_prob, crossover_share=args.crossover_share),
-        seed=args.seed, amp=amp, world_size=dist.world_size)
-    EvolutionConfig(**cfg.evolution)  # check the evolution settings before the search, not after it
-    log = get_logger("cydas.search_chain", run.out)
-    log.info("data: %s, %d classes, %d train / %d val images; device %s x %d", data_desc, len(classes),
-             len(train_set), len(val_set), dist.device, dist.world_size)
-    search = ChainSearch(cfg, train_set, train_tf, val_set, classes, run, dist, log, workers=args.workers,
-                         save_interval=args.save_interval, data_desc=data_desc,
-                         latency_cache=cdata.embedded_data_root().parent / "latency")
-    search.run()
-    cleanup()
+        # the options named as a field (--epochs, --batch-size, --lr, --seed, ...) as given, then the others
+        named = {f.name: getattr(args, f.name) for f in fields(SearchConfig) if hasattr(args, f.name)}
+        cfg = SearchConfig(**{**named, **dict(
+            max_macs=int(round(args.flops * 1e6)), min_macs=int(round(args.flops_min * 1e6)),
+            max_params=None if args.params is None else int(round(args.params * 1e6)),
+            max_latency_ms=args.latency, replace_gap=None if math.isinf(args.replace_gap) else args.replace_gap,
+            slots=slots, evolution=dict(population=args.population, generations=args.generations,
+                                        parents=args.parents, mutation_prob=args.mutation_prob,
+                                        crossover_share=args.crossover_share),
+            amp=amp, world_size=dist.world_size)})
+        EvolutionConfig(**cfg.evolution)  # check the evolution settings before the search, not after it
+        log = get_logger("cydas.search_chain", run.out)
+        log.info("data: %s, %d classes, %d train / %d val images; device %s x %d", data_desc, len(classes),
+                 len(train_set), len(val_set), dist.device, dist.world_size)
+        search = ChainSearch(cfg, train_set, train_tf, val_set, classes, run, dist, log, workers=args.workers,
+                             save_interval=args.save_interval, data_desc=data_desc,
+                             latency_cache=cdata.embedded_data_root().parent / "latency")
+        search.run()
     return 0
 
 

@@ -10,14 +10,12 @@ Examples:
   torchrun --nproc_per_node 8 tools/test.py CONFIG CHECKPOINT --launcher pytorch
 """
 import argparse
-import os
 
 from cydas_chain.core.cli import run_tool
 
 
 def main(argv=None) -> int:
     from cydas_chain.mm import runner
-    from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="mm config file")
@@ -25,14 +23,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work-dir", help="where the evaluation log goes (default: work_dirs/<config name>)")
     parser.add_argument("--show-dir", help="save the images with predictions drawn here "
                                            "(mmdet: under the work dir's run folder)")
-    parser.add_argument("--data-root", help="dataset folder (default: the config's)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
-                        help="override config entries, e.g. test_dataloader.batch_size=4")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher: 'pytorch' under torchrun (default: none)")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    args = runner.parse_tool_args(parser, argv, "dataset folder (default: the config's)",
+                                  "test_dataloader.batch_size=4")
 
     metrics = runner.test(args.config, args.checkpoint, work_dir=args.work_dir, show_dir=args.show_dir,
                           cfg_options=args.cfg_options, data_root=args.data_root, launcher=args.launcher)

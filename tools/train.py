@@ -11,14 +11,12 @@ Examples:
       model.backbone.arch=runs/search_chain/arch.json model.backbone.init_cfg.checkpoint=runs/x/checkpoints/best.pth
 """
 import argparse
-import os
 
 from cydas_chain.core.cli import run_tool
 
 
 def main(argv=None) -> int:
     from cydas_chain.mm import runner
-    from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="mm config file (e.g. mm_configs/retinanet_cydas_b.py)")
@@ -28,16 +26,8 @@ def main(argv=None) -> int:
                              "or from CKPT")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
                         help="float16 mixed precision, CUDA only (default: off)")
-    parser.add_argument("--data-root", help="dataset folder for every split (default: the config's, "
-                                            "e.g. data/coco/)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
-                        help="override config entries, e.g. train_cfg.max_epochs=1 "
-                             "model.backbone.init_cfg=None")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
-                        help="job launcher: 'pytorch' under torchrun (default: none)")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    args = runner.parse_tool_args(parser, argv, "dataset folder for every split (default: the config's, e.g. "
+                                  "data/coco/)", "train_cfg.max_epochs=1 model.backbone.init_cfg=None")
 
     runner.train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
                  cfg_options=args.cfg_options, data_root=args.data_root, launcher=args.launcher)

@@ -65,10 +65,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args, run = parser.parse_args(argv), None
-    if not args.eval_only:  # evaluation reads a checkpoint; it is no run
-        args, run = parse_run_args(parser, argv, fresh=("checkpoint",))
+    args, run = parse_run_args(build_parser(), argv, fresh=("checkpoint",), no_run="eval_only")
     from cydas_chain.darts.retrain import RetrainConfig, evaluate_checkpoint, retrain
     from cydas_chain.models.darts.genotypes import resolve_genotype
 

@@ -81,10 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args, run = parser.parse_args(argv), None
-    if not args.eval_only:  # evaluation reads a checkpoint; it is no run
-        args, run = parse_run_args(parser, argv, fresh=("checkpoint",))
+    args, run = parse_run_args(build_parser(), argv, fresh=("checkpoint",), no_run="eval_only")
     recipe = Recipe(opt=args.opt, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                     drop_rate=args.drop, drop_path_rate=args.drop_path,
                     auto_augment=None if args.aa in (None, "", "none") else args.aa, crop_scale=args.crop_scale,

@@ -58,15 +58,12 @@ class CostTable:
     def path_params(self, paths) -> np.ndarray:
         return self._gather(self.params, self.fixed_params, paths)
 
-    def _range(self, table: np.ndarray, fixed: int) -> Tuple[int, int]:
-        big, mask = np.iinfo(np.int64).max, self.space.choice_mask
-        lo = np.where(mask, table, big).min(1).sum()
-        hi = np.where(mask, table, -1).max(1).sum()
-        return int(fixed + lo), int(fixed + hi)
-
     def macs_range(self) -> Tuple[int, int]:
         """The smallest and the largest MACs of any path."""
-        return self._range(self.macs, self.fixed_macs)
+        big, mask = np.iinfo(np.int64).max, self.space.choice_mask
+        lo = np.where(mask, self.macs, big).min(1).sum()
+        hi = np.where(mask, self.macs, -1).max(1).sum()
+        return int(self.fixed_macs + lo), int(self.fixed_macs + hi)
 
 
 @torch.no_grad()

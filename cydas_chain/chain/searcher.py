@@ -331,10 +331,6 @@ class ChainSearch:
         return record
 
     # ---- checkpoints --------------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir.last
-
     def state_dict(self) -> dict:
         return {"kind": CHECKPOINT_KIND, "space": "cydas_chain", "config": self.cfg.as_dict(),
                 "classes": self.classes, "step": self.step, "model": self.supernet.state_dict(),
@@ -344,14 +340,11 @@ class ChainSearch:
 
     def save(self) -> None:
         if is_main_process():
-            save_checkpoint(self.state_dict(), self.checkpoint_path)
+            save_checkpoint(self.state_dict(), self.run_dir.last)
 
     def load(self, path: Path) -> None:
         """Continue the search of checkpoint ``path``; its settings must be this search's."""
-        state = load_checkpoint(path, map_location=self.device)
-        if state.get("kind") != CHECKPOINT_KIND:
-            what = state.get("kind") or state.get("space") or "an unknown kind"
-            raise CheckpointError(f"checkpoint {path} is not a chain-space search checkpoint ({what})")
+        state = load_checkpoint(path, map_location=self.device, kind=(CHECKPOINT_KIND, "chain-space search"))
         self.run_dir.start(self.cfg.as_dict(), state.get("config", {}), source=f"checkpoint {path}")
         if state.get("classes") != self.classes:
             raise CheckpointError(f"checkpoint {path} was made on other classes ({len(state.get('classes', []))} "

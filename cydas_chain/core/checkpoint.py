@@ -10,6 +10,7 @@ holds Python objects a safe load refuses.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -18,7 +19,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Optional, Union
+from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -31,13 +32,11 @@ PathLike = Union[str, os.PathLike]
 # ---- file modes ------------------------------------------------------------------------------
 def _read_umask() -> int:
     """The process umask without changing it: Linux (>= 4.7) reports it in /proc/self/status."""
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
     return _IMPORT_UMASK
 
 
@@ -51,12 +50,10 @@ os.umask(_IMPORT_UMASK)
 
 def _final_mode(path: Path) -> int:
     """The mode ``open(path, "w")`` gives: an existing file keeps its mode, a new one gets 0666 & ~umask."""
-    try:
+    with contextlib.suppress(OSError):
         st = os.stat(path)
         if stat.S_ISREG(st.st_mode):
             return stat.S_IMODE(st.st_mode)
-    except OSError:
-        pass
     return 0o666 & ~_read_umask()
 
 
@@ -80,10 +77,8 @@ def atomic_write(path: PathLike, write_fn) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path
@@ -91,16 +86,12 @@ def atomic_write(path: PathLike, write_fn) -> Path:
 
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable; a no-op where folders cannot be opened or synced."""
-    try:
+    with contextlib.suppress(OSError):
         dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def write_json(path: PathLike, obj: Any) -> Path:
@@ -120,6 +111,22 @@ def save_checkpoint(state: Mapping[str, Any], path: PathLike) -> Path:
 
 
 # ---- loading ---------------------------------------------------------------------------------
+def numpy_safe_globals() -> list:
+    """What files holding numpy values (mmengine's message hub, NAS-Bench-201 files of older code) need
+    allow-listed for a weights-only load: arrays, dtypes, and numpy's array and scalar rebuild functions."""
+    import numpy as np
+
+    multiarray = np._core.multiarray
+    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+               np.uint64, np.float16, np.float32, np.float64)
+    allowed = [np.ndarray, np.dtype, *(type(np.dtype(t)) for t in numeric)]
+    for fn in (multiarray._reconstruct, multiarray.scalar):
+        allowed.append(fn)
+        # numpy 1.x wrote these as numpy.core.multiarray.* (e.g. checkpoints made elsewhere).
+        allowed.append((fn, f"numpy.core.multiarray.{fn.__name__}"))
+    return allowed
+
+
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6: a zip archive
 # The legacy (pre-1.6) format starts with the pickled magic number 0x1950a86a20f9469cfc6c.
 LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
@@ -201,7 +208,8 @@ def classify_load_error(e: BaseException, path: Optional[PathLike] = None) -> Lo
     return LoadFailure("other", _torch_detail(e))
 
 
-def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: Optional[str] = None) -> dict:
+def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: Optional[str] = None,
+                    kind: Optional[Tuple[str, str]] = None) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` (or any weights-only checkpoint).
 
     Raises :class:`CheckpointError` with a one-line reason for a missing, empty, corrupt or
@@ -209,6 +217,8 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: 
     readable file holding Python objects that a safe load refuses; ``trusted_hint`` (e.g.
     "convert it with tools/convert_official.py") is appended to that message only, where the
     caller has a trusted way to load such a file.  The error's ``__cause__`` is torch's exception.
+    ``kind`` = (the ``"kind"`` a checkpoint records, what such checkpoints are called) refuses any other
+    checkpoint, e.g. ``("cydas_cell_search", "cell-search")``.
     """
     path = Path(path)
     if path.is_dir():
@@ -237,6 +247,9 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu", *, trusted_hint: 
         raise CheckpointError(f"cannot read checkpoint {path}: {detail}") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    if kind is not None and state.get("kind") != kind[0]:
+        found = state.get("kind") or state.get("space") or "an unknown kind"
+        raise CheckpointError(f"checkpoint {path} is not a {kind[1]} checkpoint ({found})")
     return state
 
 

@@ -38,13 +38,9 @@ def image_folder(root: os.PathLike, transform: Optional[Callable] = None):
 
 def check_same_classes(train, val, train_root, val_root) -> None:
     if train.classes != val.classes:
-        missing = sorted(set(train.classes) - set(val.classes))
-        extra = sorted(set(val.classes) - set(train.classes))
-        detail = []
-        if missing:
-            detail.append(f"absent from val: {', '.join(missing[:5])}")
-        if extra:
-            detail.append(f"absent from train: {', '.join(extra[:5])}")
+        detail = [f"absent from {where}: {', '.join(sorted(set(a) - set(b))[:5])}"
+                  for where, a, b in (("val", train.classes, val.classes), ("train", val.classes, train.classes))
+                  if set(a) - set(b)]
         raise DataError(f"class folders of {train_root} and {val_root} differ ({'; '.join(detail)})")
 
 
@@ -69,9 +65,7 @@ def stratified_split(targets: Sequence[int], fraction: float, seed: int = 0) -> 
 def train_val_folders(root: os.PathLike, train_transform=None, val_transform=None,
                       val_fraction: float = 0.1, seed: int = 0) -> Tuple[Dataset, Dataset, List[str]]:
     """Training and validation sets from ``root`` (see module doc).  Returns (train, val, classes)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder not found: {root}")
+    root = Path(root)  # a missing one: image_folder's "data folder not found"
     train_dir = root / "train" if (root / "train").is_dir() else root
     val_dir = root / "val"
     train = image_folder(train_dir, train_transform)

@@ -6,8 +6,9 @@ not initialised, so the same training code runs on one CPU or many GPUs.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -58,6 +59,16 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+@contextmanager
+def process_group(device: str | None = None) -> Iterator[DistInfo]:
+    """:func:`init_distributed` for a ``with`` block; :func:`cleanup` when it ends, by error or not."""
+    info = init_distributed(device)
+    try:
+        yield info
+    finally:
+        cleanup()
 
 
 def is_dist() -> bool:

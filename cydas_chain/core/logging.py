@@ -239,8 +239,6 @@ class MetricWriter:
 def json_safe(obj):
     """``obj`` with non-finite floats (a score not measured yet, an undefined statistic) as None, so
     that ``json.dumps`` writes standard JSON (``null``) instead of ``NaN``."""
-    import math
-
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):

@@ -51,11 +51,15 @@ def given_options(parser: argparse.ArgumentParser, argv: Optional[List[str]]) ->
             a.default, a.required = default, required
 
 
-def parse_run_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None,
-                   fresh: Iterable[str] = ()) -> Tuple[argparse.Namespace, "RunDir"]:
+def parse_run_args(parser: argparse.ArgumentParser, argv: Optional[List[str]] = None, fresh: Iterable[str] = (),
+                   no_run: Optional[str] = None) -> Tuple[argparse.Namespace, Optional["RunDir"]]:
     """Parse ``argv`` and open the run folder (:meth:`RunDir.open`).  On ``--resume`` an option not
-    given takes the value saved in the run's config.json (except ``fresh`` ones)."""
+    given takes the value saved in the run's config.json (except ``fresh`` ones).  When the option
+    ``no_run`` (a dest, e.g. ``eval_only``: an evaluation reads a checkpoint, it is no run) is set,
+    no folder is opened: (args, None)."""
     args = parser.parse_args(argv)
+    if no_run is not None and getattr(args, no_run):
+        return args, None
     run = RunDir.open(args.out, args.resume)
     if run.resume is not None:
         given = given_options(parser, argv) | {"out", "resume", *fresh}

@@ -13,6 +13,7 @@ from ..core.data import (build_transforms, cifar_dataset, default_data_root, ima
 from ..core.errors import DataError
 
 DATASETS = ("cifar10", "cifar100", "imagenet")
+CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
 EMBEDDED_IMAGE_SIZE = 16
 
 
@@ -20,10 +21,6 @@ def embedded_root(image_size: int = EMBEDDED_IMAGE_SIZE) -> Path:
     """The embedded default: 10 procedurally drawn classes, 40 train + 10 test images each."""
     root = default_data_root().parent / f"shapes_darts{image_size}"
     return make_shapes_folder(root, train_per_class=40, val_per_class=10, image_size=image_size, seed=0)
-
-
-def _num_classes(dataset: str) -> int:
-    return {"cifar10": 10, "cifar100": 100}.get(dataset, 0)
 
 
 def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int = 0,
@@ -39,7 +36,7 @@ def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int
         full = image_folder(root / "train", build_transforms(image_size, "cifar")[0])
         desc = f"embedded synthetic 'shapes' set ({root}), {len(full)} training images of {image_size}px"
     elif dataset.startswith("cifar"):
-        full = cifar_dataset(data, _num_classes(dataset), train=True, transform=build_transforms(32, "cifar")[0])
+        full = cifar_dataset(data, CIFAR_CLASSES[dataset], train=True, transform=build_transforms(32, "cifar")[0])
         desc = f"{dataset} training images from {data}"
     else:
         root = Path(data)
@@ -65,7 +62,7 @@ def train_test_sets(dataset: str, data: Optional[Path], image_size: int,
     imagenet = data is not None and not dataset.startswith("cifar")
     train_tf, test_tf = build_transforms(image_size, "timm" if imagenet else "cifar", cutout=cutout)
     if data is not None and dataset.startswith("cifar"):
-        n = _num_classes(dataset)
+        n = CIFAR_CLASSES[dataset]
         train = cifar_dataset(data, n, train=True, transform=train_tf)
         test = cifar_dataset(data, n, train=False, transform=test_tf)
         return train, test, list(train.classes), f"{dataset} from {data}"

@@ -41,25 +41,14 @@ BENCH_DATASETS: Dict[str, Dict[str, tuple]] = {
 }
 
 
-def _safe_globals():
-    """numpy scalars and dtypes, which benchmark files written by older code may hold."""
-    import numpy as np
-    allowed = [np.dtype, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
-               np._core.multiarray.scalar]
-    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType"):
-        if hasattr(np.dtypes, name):
-            allowed.append(getattr(np.dtypes, name))
-    return allowed
-
-
 def _load_pth(path: Path) -> Dict[str, Any]:
     import torch
 
-    from ..core.checkpoint import load_checkpoint
-    # Only what is not allowed already: leaving the context removes what it added, and would take away
+    from ..core.checkpoint import load_checkpoint, numpy_safe_globals
+    # numpy scalars and dtypes, which benchmark files written by older code may hold.  Only what is not allowed already: leaving the context removes what it added, and would take away
     # the numpy types that importing cydas_chain.mm allow-lists for the whole process.
     allowed = torch.serialization.get_safe_globals()
-    extra = [g for g in _safe_globals() if g not in allowed]
+    extra = [g for g in numpy_safe_globals() if g not in allowed]
     try:
         with torch.serialization.safe_globals(extra):
             data = load_checkpoint(path)  # the strict (weights-only) loader

@@ -15,7 +15,7 @@ import timm
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-from ..core.distributed import cleanup, init_distributed, is_main_process
+from ..core.distributed import is_main_process, process_group
 from ..core.errors import CydasError
 from ..core.logging import MetricWriter, get_logger
 from ..core.loop import evaluate, sharded_loaders, train_one_epoch
@@ -92,13 +92,10 @@ def evaluate_checkpoint(cfg: RetrainConfig) -> Dict[str, float]:
     saved = load_checkpoint(cfg.checkpoint)  # one line for a missing or corrupt file
     genotype = resolve_genotype(cfg.genotype if cfg.genotype is not None else saved.get("genotype", "cydas_cifar"))
     r = cfg.recipe(saved.get("recipe"))
-    dist = init_distributed(cfg.device)
-    try:
+    with process_group(cfg.device) as dist:
         _, model, test_loader, _ = _setup(cfg, genotype, r, dist, None)
         load_model_weights(model, cfg.checkpoint)
         return _eval_metrics(model, test_loader, dist.device)
-    finally:
-        cleanup()
 
 
 def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
@@ -109,10 +106,8 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
 
     genotype = resolve_genotype(cfg.genotype if cfg.genotype is not None else "cydas_cifar")
     r, run = cfg.recipe(), run or RunDir.open(cfg.out)
-    out = run.out
-    dist = init_distributed(cfg.device)
-    try:
-        train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, out if is_main_process() else None)
+    with process_group(cfg.device) as dist:
+        train_loader, model, test_loader, log = _setup(cfg, genotype, r, dist, run.out)  # log.txt: main process
         log.info("recipe %s: %s", cfg.kind, r)
         optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=r["weight_decay"],
                                         momentum=r["momentum"])
@@ -120,7 +115,7 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
                                            warmup_epochs=r["warmup_epochs"], warmup_lr=r["lr"] * 0.01)
         criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
         start, best = 0, 0.0
-        metrics = MetricWriter(out)
+        metrics = MetricWriter(run.out)
         if run.resume is not None:
             state = load_checkpoint(run.resume)
             load_states({"model": model, "optimizer": optimizer, "scheduler": scheduler}, state, run.resume)
@@ -150,5 +145,3 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
         metrics.close()
         log.info("best top-1 %.2f%%; weights in %s", best, run.best)
         return best
-    finally:
-        cleanup()

@@ -376,31 +376,28 @@ class CyclicSearcher:
                          eval_sgd=self.eval_sgd.state_dict(), eval_adam=self.eval_adam.state_dict())
         return state
 
-    def load_state_dict(self, state: Dict[str, Any], source: str = "checkpoint") -> None:
-        if state.get("kind") != "cydas_cell_search":
-            raise CheckpointError(f"{source} is not a cell-search checkpoint")
+    def resume(self, path: Path) -> None:
+        """Continue the search of checkpoint ``path``; its network and space must be this search's."""
+        state = load_checkpoint(path, kind=("cydas_cell_search", "cell-search"))
         saved = SearchConfig.from_dict(state["config"])
         structural = ("space", "num_classes", "stem", "c", "layers", "eval_c", "eval_layers", "embed_hidden",
                       "cyclic")
         diff = [k for k in structural if getattr(saved, k) != getattr(self.cfg, k)]
         if diff:
             k = diff[0]
-            raise CheckpointError(f"{source} was written by a different search ({k}: "
+            raise CheckpointError(f"{path} was written by a different search ({k}: "
                                   f"{getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} now)")
         load_states({"search_net": self.search_net, "w_opt": self.w_opt, "w_sched": self.w_sched,
-                     "arch_opt": self.arch_opt}, state, source)
+                     "arch_opt": self.arch_opt}, state, path)
         self.weight_bank = dict(state["weight_bank"])
         if "eval_genotype" in state:
             self.eval_net = None
             self.regenerate(self.space.genotype_type.from_dict(state["eval_genotype"]))
             load_states({"eval_net": self.eval_net, "eval_sgd": self.eval_sgd, "eval_adam": self.eval_adam}, state,
-                        source)
+                        path)
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.alpha_history, self.genotype_history = list(state["alpha_history"]), list(state["genotype_history"])
         set_rng_state(state["rng"])
-
-    def resume(self, path: Path) -> None:
-        self.load_state_dict(load_checkpoint(path), source=str(path))
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import pickle
 
-import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+
+from ..core.checkpoint import numpy_safe_globals
 
 __all__ = ["MMENGINE_SAFE_GLOBALS", "history_buffer_statistic", "allow_mmengine_checkpoints"]
 
@@ -38,19 +39,7 @@ def history_buffer_statistic(owner, name: str):
         f"allowed (only HistoryBuffer statistics methods are)")
 
 
-def _numpy_globals() -> list:
-    multiarray = np._core.multiarray
-    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
-               np.uint64, np.float16, np.float32, np.float64)
-    allowed = [np.ndarray, np.dtype, *(type(np.dtype(t)) for t in numeric)]
-    for fn in (multiarray._reconstruct, multiarray.scalar):
-        allowed.append(fn)
-        # numpy 1.x wrote these as numpy.core.multiarray.* (e.g. checkpoints made elsewhere).
-        allowed.append((fn, f"numpy.core.multiarray.{fn.__name__}"))
-    return allowed
-
-
-MMENGINE_SAFE_GLOBALS = [*_numpy_globals(), HistoryBuffer, (history_buffer_statistic, "builtins.getattr")]
+MMENGINE_SAFE_GLOBALS = [*numpy_safe_globals(), HistoryBuffer, (history_buffer_statistic, "builtins.getattr")]
 
 
 def allow_mmengine_checkpoints() -> None:

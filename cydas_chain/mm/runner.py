@@ -7,7 +7,9 @@ dataloader worker half an hour later.
 """
 from __future__ import annotations
 
+import argparse
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -16,6 +18,22 @@ from ..core.errors import CheckpointError, DataError, first_line
 from .errors import ConfigError
 
 SCOPES = ("mmdet", "mmseg")
+
+
+def parse_tool_args(parser: argparse.ArgumentParser, argv, data_root_help: str, cfg_example: str):
+    """Add the options tools/train.py and tools/test.py share (--data-root, --cfg-options, --launcher and
+    the hidden --local_rank of torch.distributed.launch), parse ``argv``, pass --local_rank on as LOCAL_RANK."""
+    from mmengine.config import DictAction
+
+    parser.add_argument("--data-root", help=data_root_help)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help=f"override config entries, e.g. {cfg_example}")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                        help="job launcher: 'pytorch' under torchrun (default: none)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
 
 
 def load_config(path, cfg_options: Optional[dict] = None, data_root: Optional[str] = None):
@@ -142,26 +160,22 @@ def _is_config_mistake(e: BaseException) -> bool:
     return False
 
 
-class _ConfigMistakes:
+@contextmanager
+def _config_mistakes(config):
     """Turn registry build errors (unknown type, wrong keyword) into a one-line ConfigError."""
-
-    def __init__(self, config):
-        self.config = config
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc is not None and _is_config_mistake(exc):
-            raise ConfigError(f"{self.config}: {first_line(exc)}") from exc
-        return False
+    try:
+        yield
+    except (KeyError, TypeError) as e:
+        if _is_config_mistake(e):
+            raise ConfigError(f"{config}: {first_line(e)}") from e
+        raise
 
 
 def build_runner(cfg, config_path):
     from mmengine.runner import Runner
 
     register_scope(scope_of(cfg))
-    with _ConfigMistakes(config_path):
+    with _config_mistakes(config_path):
         if "runner_type" in cfg:
             from mmengine.registry import RUNNERS
 
@@ -205,7 +219,7 @@ def train(config, work_dir=None, resume: Optional[str] = None, amp: bool = False
     if not (resume or cfg.get("load_from")):
         check_pretrained(cfg)
     runner = build_runner(cfg, config)
-    with _ConfigMistakes(config):
+    with _config_mistakes(config):
         runner.train()
     return runner
 
@@ -229,5 +243,5 @@ def test(config, checkpoint, work_dir=None, show_dir: Optional[str] = None,
             cfg.visualizer["save_dir"] = str(show_dir)
     check_data(cfg, ("test",))
     runner = build_runner(cfg, config)
-    with _ConfigMistakes(config):
+    with _config_mistakes(config):
         return runner.test()

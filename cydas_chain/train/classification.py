@@ -31,7 +31,7 @@ from ..core.errors import ArchError, CheckpointError, CydasError, DataError
 from ..core.flops import count_params
 from ..core.logging import MetricWriter, get_logger
 from ..core.loop import evaluate, sharded_loaders, train_one_epoch
-from ..core.run import RunDir
+from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
 from ..models.chain_arch import resolve_arch
 from .recipe import BASE_BATCH, Recipe, scaled_lr
@@ -186,11 +186,8 @@ def train(cfg: TrainConfig, run: Optional[RunDir] = None) -> Dict[str, float]:
         if cfg.model is None and cfg.arch is None and ckpt.get("model"):  # the network it recorded
             cfg.model, cfg.arch = ckpt["model"], ckpt.get("arch") if ckpt["model"] == "cydas_chain" else None
     cfg = cfg.resolved()
-    info = D.init_distributed(cfg.device)
-    try:
+    with D.process_group(cfg.device) as info:
         return _train(cfg, run, ckpt, info)
-    finally:
-        D.cleanup()
 
 
 def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo) -> Dict[str, float]:
@@ -205,8 +202,7 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
     raw_model = build_model(cfg.model, cfg.arch, len(classes), recipe).to(device)
     seed_everything(cfg.seed + info.rank)
 
-    total_batch = cfg.batch_size
-    lr = cfg.lr if cfg.lr is not None else scaled_lr(total_batch, recipe.base_lr)
+    lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.batch_size, recipe.base_lr)  # the total batch
     optimizer = recipe.optimizer(raw_model, lr)
     scheduler = recipe.scheduler(optimizer, cfg.epochs, len(train_loader))
     scaler = None
@@ -221,7 +217,7 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
     ema = recipe.model_ema(raw_model)  # after DDP's broadcast of rank 0's weights
 
     identity = model_identity(raw_model, cfg)
-    config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": total_batch, "lr": lr,
+    config = {**cfg.as_dict(), "world_size": info.world_size, "total_batch": cfg.batch_size, "lr": lr,
               "classes": classes, **identity}
     # the processes, an evaluation's checkpoint and the arch file's path may change; the arch itself may not
     saved = None if ckpt is None else ckpt.get("config", {})
@@ -241,7 +237,7 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
         if arch is not None:
             atomic_write(out / "arch.json", lambda f: f.write(arch.to_json().encode()))
     rule = ("given by --lr" if cfg.lr is not None else
-            f"= {recipe.base_lr} x {total_batch} / {BASE_BATCH}, scaled to the total batch")
+            f"= {recipe.base_lr} x {cfg.batch_size} / {BASE_BATCH}, scaled to the total batch")
     log.info(f"model {identity['model']}" + (f" [{raw_model.chain_arch}]" if identity["arch"] else "") +
              f": {count_params(raw_model) / 1e6:.3f}M params, {len(classes)} classes, "
              f"{cfg.img_size}px, device {device}, {info.world_size} process(es)")
@@ -311,13 +307,8 @@ def _resume(ckpt: dict, path: Path, cfg: TrainConfig, raw_model, ema, optimizer,
         if "state_dict_ema" not in ckpt:
             raise CheckpointError(f"{path} has no EMA weights (trained with --no-ema): resume with --no-ema")
         load_weights(ema.module, ckpt["state_dict_ema"], path, "EMA weights of")
-    try:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"optimizer state of {path} does not fit: {e}") from None
-    scheduler.load_state_dict(ckpt["scheduler"])
-    if scaler is not None and "scaler" in ckpt:
-        scaler.load_state_dict(ckpt["scaler"])
+    load_states({"optimizer": optimizer, "scheduler": scheduler,
+                 **({"scaler": scaler} if scaler is not None and "scaler" in ckpt else {})}, ckpt, path)
     rngs = ckpt["rng"]
     if len(rngs) == info.world_size:
         set_rng_state(rngs[info.rank])
@@ -346,8 +337,7 @@ def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
     if cfg.img_size is None and isinstance(ckpt.get("img_size"), int):
         cfg.img_size = ckpt["img_size"]  # evaluate at the training resolution unless told otherwise
     cfg = cfg.resolved()
-    info = D.init_distributed(cfg.device)
-    try:
+    with D.process_group(cfg.device) as info:
         _, val_loader, classes = build_data(cfg, info, for_training=False)
         seed_everything(cfg.seed)
         model = build_model(cfg.model, cfg.arch, len(classes), cfg.recipe).to(info.device)
@@ -358,5 +348,3 @@ def evaluate_checkpoint(cfg: TrainConfig) -> Dict[str, float]:
         log.info(f"{path} ({weights}): top-1 {metrics['top1']:.2f} top-5 {metrics['top5']:.2f} "
                  f"loss {metrics['loss']:.4f} on {metrics['images']} images")
         return {**metrics, "checkpoint": str(path), "weights": weights}
-    finally:
-        D.cleanup()
