@@ -25,10 +25,11 @@ stratified).  Transforms are the search tool's (core.data.build_transforms): for
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
 on CPU) together with the two supernet searches, which start first.  The defaults (N=20 paths, 2
-seeds, 4 epochs a training, 10-epoch searches, a 12 x 4 evolution) took 56 minutes on 2 CPU cores
-shared with other jobs (load ~5; each search ~17 min, each training ~1.5-2 min); --device cuda for a GPU.
-On the digits the 4-epoch recipe is noisy (seed-to-seed std ~6 points): more --seeds or --train-epochs
-separate architectures better where time allows.
+seeds, 10 epochs a training, 10-epoch searches, a 12 x 4 evolution) took 69 minutes on 2 CPU cores
+shared with other jobs (load 2-4; each search with its evolution ~17 min, each training 100 s idle,
+150-250 s at that load); --device cuda for a GPU.  The 10-epoch recipe converges on the digits
+(seed-to-seed difference 0.9 points; 5.3 with 4 epochs), but the digits do not separate the
+architectures of one budget (docs/chain.md): use --data for a harder set.
 
   python bench/search_quality.py                                  # digits, 400M MACs, CPU
   python bench/search_quality.py --device cuda --workers 4 --paths 40 --seeds 3

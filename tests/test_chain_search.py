@@ -232,6 +232,7 @@ def test_the_search_learns_on_user_data(tmp_path):
     (["--slots", "4,4,x"], "--slots takes comma-separated integers"),
     (["--slots", "4,4,5"], "slots must be 5 positive integers"),
     (["--replace-alpha", "0"], "alpha must be in (0, 1]"),
+    (["--replace-gap", "-1"], "gap must be >= 0 points"),
 ])
 def test_bad_search_options(tmp_path, data, flags, message):
     assert message in error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY, *flags, env=ENV))
