@@ -46,6 +46,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cydas_chain.chain.board import gap_points
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError, DataError
 from cydas_chain.core.logging import json_safe
@@ -81,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=64, help="supernet batch (default: 64)")
     g.add_argument("--lr", type=float, default=0.1, help="supernet learning rate (default: 0.1)")
     g.add_argument("--eval-interval", type=int, default=4, help="steps between teacher-rule evaluations (default: 4)")
-    g.add_argument("--replace-gap", type=float, default=5.0,
+    g.add_argument("--replace-gap", type=gap_points, default=5.0,
                    help="the search's --replace-gap: points by which a path with more MACs must beat the teacher "
-                        "(default: 5, the search's default; inf: the paper's text)")
+                        "(default: 5, the search's default; none: the paper's text)")
     g.add_argument("--calib-batches", type=int, default=4,
                    help="training batches recalibrating BN for the recalibrated scores and the evolution "
                         "(default: 4)")
@@ -277,8 +278,8 @@ def check_args(args) -> None:
         raise CydasError("--lr and --train-lr must be positive")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise CydasError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing:g}")
-    if not args.replace_gap >= 0:
-        raise CydasError(f"--replace-gap must be >= 0 points (inf: never), got {args.replace_gap:g}")
+    if args.replace_gap is not None and not args.replace_gap >= 0:
+        raise CydasError(f"--replace-gap must be >= 0 points (none: never), got {args.replace_gap:g}")
     if args.device != "cpu" and not args.device.startswith("cuda"):
         raise CydasError(f"--device takes cpu, cuda or cuda:N, got {args.device!r}")
     if args.device.startswith("cuda"):
@@ -348,7 +349,7 @@ def main(argv=None) -> int:
                       warmup_epochs=args.epochs / 6, lr_warmup_epochs=args.epochs / 40, batch_size=args.batch_size,
                       img_size=args.img_size, cost_size=224, lr=args.lr, momentum=0.9, weight_decay=4e-5,
                       temperature=1.0, eval_interval=args.eval_interval, val_subset=len(val_set), replace_test="mcnemar",
-                      replace_alpha=0.05, replace_gap=None if math.isinf(args.replace_gap) else args.replace_gap,
+                      replace_alpha=0.05, replace_gap=args.replace_gap,
                       seed=args.search_seed, slots=tuple(DEFAULT_SLOTS), weight_sharing="entangled",
                       final="teacher", calib_batches=args.calib_batches, amp=args.device.startswith("cuda"))
     evo_cfg = dict(population=args.population, generations=args.generations, parents=args.parents,

@@ -258,3 +258,16 @@ def ChainArchFromPath(path):
     from cydas_chain.models import ChainArch
 
     return ChainArch.from_path(path)
+
+
+def test_paper_rule_round_trips_through_resume(data, tmp_path):
+    """--replace-gap none (the paper's text) is stored as null in config.json and arch.json, and a
+    --resume that does not repeat it continues with it (it was read back as None and crashed once)."""
+    out = tmp_path / "paper"
+    run_tool(TOOL, "--data", data, "--out", out, *TINY, "--replace-gap", "none", env=ENV, check=True)
+    first = json.loads(read(out, "arch.json"))
+    assert first["search"]["replace_gap"] is None
+    assert json.loads(read(out, "config.json"))["args"]["replace_gap"] is None
+    run_tool(TOOL, "--data", data, "--out", out, "--flops", "400", "--resume", env=ENV, check=True)
+    again = json.loads(read(out, "arch.json"))
+    assert again["search"]["replace_gap"] is None and again["path"] == first["path"]

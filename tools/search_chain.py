@@ -33,11 +33,11 @@ batch (scaled linearly), linear decay to 0.  MACs are always counted at the depl
 --cost-size (224), whatever --img-size.
 """
 import argparse
-import math
 import os
 from dataclasses import fields
 from pathlib import Path
 
+from cydas_chain.chain.board import gap_points
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError
 from cydas_chain.core.run import add_run_arguments, parse_run_args
@@ -83,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mcnemar: a candidate must also win an exact paired test on the validation images it and "
                         "the teacher disagree on; none: the paper's bare rule (default: mcnemar)")
     g.add_argument("--replace-alpha", type=float, default=0.05, help="level of the paired test (default: 0.05)")
-    g.add_argument("--replace-gap", type=float, default=5.0, metavar="POINTS",
+    g.add_argument("--replace-gap", type=gap_points, default=5.0, metavar="POINTS",
                    help="a path with more MACs (within the budget) also replaces the teacher when it scores more "
-                        "than POINTS higher: the released code's acc_gap (default: 5; inf: never, the paper's text, "
+                        "than POINTS higher: the released code's acc_gap (default: 5; none: never, the paper's text, "
                         "under which the teacher can only shrink from its random start)")
     g.add_argument("--weight-sharing", choices=("entangled", "independent"), default="entangled",
                    help="entangled: the ops of a slot share one block (kernel and channel slices, OFA-style), "
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         cfg = SearchConfig(**{**named, **dict(
             max_macs=int(round(args.flops * 1e6)), min_macs=int(round(args.flops_min * 1e6)),
             max_params=None if args.params is None else int(round(args.params * 1e6)),
-            max_latency_ms=args.latency, replace_gap=None if math.isinf(args.replace_gap) else args.replace_gap,
+            max_latency_ms=args.latency,
             slots=slots, evolution=dict(population=args.population, generations=args.generations,
                                         parents=args.parents, mutation_prob=args.mutation_prob,
                                         crossover_share=args.crossover_share),

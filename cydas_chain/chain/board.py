@@ -51,13 +51,19 @@ def _rank_key(e: Entry):
     return (-score, e.macs, e.step)
 
 
-def beats(candidate: Entry, incumbent: Entry, gap: float = math.inf) -> bool:
-    """The paper's replacement rule: strictly higher score and no more MACs; with a finite ``gap``
-    (the released code's ``acc_gap``), also a score more than ``gap`` points higher at more MACs."""
+def beats(candidate: Entry, incumbent: Entry, gap: Optional[float] = None) -> bool:
+    """The paper's replacement rule: strictly higher score and no more MACs; with a ``gap`` (the
+    released code's ``acc_gap``; None: none), also a score more than ``gap`` points higher at more MACs."""
     incumbent_score = -math.inf if math.isnan(incumbent.score) else incumbent.score
     if candidate.macs <= incumbent.macs:
         return candidate.score > incumbent_score
-    return candidate.score > incumbent_score + gap
+    return gap is not None and candidate.score > incumbent_score + gap
+
+
+def gap_points(text: str) -> Optional[float]:
+    """A command line's replacement gap: points, or ``none`` (also ``inf``, ``never``) for no replacement
+    at more MACs, kept as None so that it round-trips through a run's config.json."""
+    return None if text.strip().lower() in ("none", "inf", "never") else float(text)
 
 
 def mcnemar_p(wins: int, losses: int) -> float:
@@ -74,20 +80,20 @@ TESTS = ("mcnemar", "none")
 @dataclass(frozen=True)
 class ReplacementRule:
     """The paper's rule (higher score, no more MACs), the released code's escape for a much better path
-    with more MACs (``gap`` points; ``inf``: none) and, with ``test="mcnemar"``, a paired test on the same
+    with more MACs (``gap`` points; None: none) and, with ``test="mcnemar"``, a paired test on the same
     validation images at level ``alpha``."""
 
     test: str = "mcnemar"
     alpha: float = 0.05
-    gap: float = math.inf
+    gap: Optional[float] = None
 
     def __post_init__(self):
         if self.test not in TESTS:
             raise ConfigError(f"replacement test must be one of {', '.join(TESTS)}, got {self.test!r}")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"the test level alpha must be in (0, 1], got {self.alpha}")
-        if not self.gap >= 0:
-            raise ConfigError(f"the replacement gap must be >= 0 points (inf: never at more MACs), got {self.gap}")
+        if self.gap is not None and not self.gap >= 0:
+            raise ConfigError(f"the replacement gap must be >= 0 points (none: never at more MACs), got {self.gap}")
 
     def accepts(self, candidate: Entry, incumbent: Entry, wins: int, losses: int) -> bool:
         """Whether ``candidate`` replaces ``incumbent``; ``wins``/``losses``: the images only the

@@ -170,8 +170,7 @@ class ChainSearch:
         self.supernet.to(self.device)
         first = tuple(int(c) for c in self.sampler.sample())
         self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size,
-                           ReplacementRule(cfg.replace_test, cfg.replace_alpha,
-                                           math.inf if cfg.replace_gap is None else cfg.replace_gap))
+                           ReplacementRule(cfg.replace_test, cfg.replace_alpha, cfg.replace_gap))
         self.evaluations: List[dict] = []
         self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
 
