@@ -385,15 +385,15 @@ class ChainSearch:
                       "never" if cfg.replace_gap is None else "when > %g points better" % cfg.replace_gap)
         bar = progress(total=self.total_steps, initial=self.step, desc="search", unit="step")
         last_eval = self.evaluations[-1] if self.evaluations else None
+        digest = 0
         while self.step < self.total_steps:
             epoch, start = divmod(self.step, self.steps_per_epoch)
             for x, y in self._loader(epoch, start):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
                 path = tuple(int(c) for c in self.sampler.sample())
-                if not same_on_all_ranks(torch.tensor(path, device=self.device)):
-                    raise CydasError(f"step {self.step + 1}: the {self.dist.world_size} processes sampled different "
-                                     f"paths (their samplers diverged); restart from the last checkpoint")
+                for c in path:  # a running digest of the sampled paths, compared across ranks at each save
+                    digest = (digest * 31 + c + 1) % _DIGEST_MOD
                 lr = self.optimizer.param_groups[0]["lr"]
                 m = self.train_step(x, y, path)
                 self.step += 1
@@ -411,6 +411,9 @@ class ChainSearch:
                 bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.1f}",
                                 teacher=f"{teacher.macs / 1e6:.0f}M/{_fmt_score(teacher.score)}")
                 if self.step % self.save_interval == 0 or self.step == self.total_steps:
+                    if not same_on_all_ranks(torch.tensor([digest], device=self.device)):
+                        raise CydasError(f"by step {self.step} the {self.dist.world_size} processes sampled "
+                                         f"different paths (their samplers diverged); restart from the last checkpoint")
                     self.save()
         bar.close()
         metrics.close()
@@ -484,6 +487,9 @@ class ChainSearch:
         w.writerows(self.evaluations)
         data = buf.getvalue().encode()
         atomic_write(self.out / "evaluations.csv", lambda f: f.write(data))
+
+
+_DIGEST_MOD = 2 ** 61 - 1  # a prime: the digest of the sampled paths fits an int64 tensor
 
 
 def _fmt_score(s: float) -> str:

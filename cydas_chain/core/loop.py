@@ -18,6 +18,7 @@ from .distributed import all_reduce_sum, average_gradients, get_rank, get_world_
 from .errors import CydasError
 from .logging import progress
 
+
 def sharded_loaders(train_set: Dataset, val_set: Dataset, batch_size: int, workers: int, seed: int,
                     device: torch.device) -> Tuple[DataLoader, DataLoader]:
     """This rank's training loader (a ``DistributedSampler`` also for one process: a shuffle that depends
