@@ -16,22 +16,22 @@ b. Selection: the searched architectures (each supernet's last teacher, the pape
 c. OUT/search_quality.json (every number), OUT/search_quality.png (score vs standalone accuracy;
    searched vs random), and a summary printed at the end.
 
-Data: by default the embedded real handwritten digits (scikit-learn's digits, 1,797 8x8 images),
-written once to OUT/data as a stratified seeded 60/20/20 train/val/test ImageFolder: the search
-trains on train and scores paths on val; standalone networks train on train and report val and test.
---data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
-stratified).  Transforms are the search tool's (core.data.build_transforms): for the digits, resize to
---img-size and ImageNet normalisation, no augmentation.
+Data: by default the embedded real handwritten digits (scikit-learn's digits, 1,797 8x8 images)
+with seeded Gaussian pixel noise (--noise, std 96 of 255), written once to OUT/data as a stratified
+seeded 60/20/20 train/val/test ImageFolder, each test digit drawn 3 times with its own noise
+(--draws): the search trains on train and scores paths on val; standalone
+networks train on train and report val and test.  Why noise: on the clean digits every path of a
+budget scores 96-98.6% and the seed decides their order (reliability 0, docs/chain.md); --noise 0
+gives them back.  --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/
+is split in two, stratified).  Transforms are the search tool's (core.data.build_transforms): for
+the digits, resize to --img-size and ImageNet normalisation, no augmentation.
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
 on CPU) together with the two supernet searches, which start first.  The defaults (N=20 paths, 2
-seeds, 10 epochs a training, 10-epoch searches, a 12 x 4 evolution) took 69 minutes on 2 CPU cores
-shared with other jobs (load 2-4; each search with its evolution ~17 min, each training 100 s idle,
-150-250 s at that load); --device cuda for a GPU.  The 10-epoch recipe converges on the digits
-(seed-to-seed difference 0.9 points; 5.3 with 4 epochs), but the digits do not separate the
-architectures of one budget (docs/chain.md): use --data for a harder set.
+seeds, 10 epochs a training, 10-epoch searches, a 12 x 4 evolution) took 34 minutes on the idle 2-core
+machine (each search with its evolution 4-5 min, each training 60-100 s); --device cuda for a GPU.
 
-  python bench/search_quality.py                                  # digits, 400M MACs, CPU
+  python bench/search_quality.py                                  # noisy digits, 400M MACs, CPU
   python bench/search_quality.py --device cuda --workers 4 --paths 40 --seeds 3
   python bench/search_quality.py --data /data/cifar_folder --img-size 32 --train-epochs 30
 """
@@ -42,6 +42,7 @@ import math
 import os
 import platform
 import sys
+import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ImageFolder root with train/ and val/ [and test/] (default: the embedded digits)")
     g.add_argument("--img-size", type=int, default=32, help="training resolution of search and standalone nets "
                                                             "(default: 32)")
+    g.add_argument("--noise", type=float, default=96.0,
+                   help="embedded digits only: std of the Gaussian pixel noise added once to every image (0..255 "
+                        "scale, a fixed seed per split and draw; 0 = the clean digits, on which every path of a "
+                        "budget scores 96-98.6%% and the seed decides their order) (default: 96)")
+    g.add_argument("--draws", type=int, nargs=2, default=[1, 3], metavar=("TRAIN", "TEST"),
+                   help="embedded digits with --noise only: copies of each training / test digit, each with its own "
+                        "noise (more test copies: a finer measure of the same digits; 3 training copies made the "
+                        "architectures alike: docs/chain.md); the search's val split keeps one (default: 1 3)")
     g = p.add_argument_group("standalone recipe (one for every architecture)")
     g.add_argument("--train-epochs", type=int, default=10,
                    help="epochs of each standalone training: SGD momentum 0.9, weight decay 4e-5, cosine per step "
@@ -112,23 +121,33 @@ def prepare_data(args) -> dict:
 
     if args.data is None:
         root = args.out / "data"
-        spec = {"source": "embedded digits", "split": [0.6, 0.2, 0.2], "seed": 0, "version": 1}
+        draws = {"train": args.draws[0], "val": 1, "test": args.draws[1]} if args.noise > 0 else \
+            {"train": 1, "val": 1, "test": 1}
+        spec = {"source": "embedded digits", "split": [0.6, 0.2, 0.2], "seed": 0, "noise": args.noise,
+                "draws": draws, "version": 2}
         marker = root / "dataset.json"
         if not (marker.exists() and json.loads(marker.read_text()) == spec):
+            import shutil
+
             from PIL import Image
 
+            shutil.rmtree(root, ignore_errors=True)  # a copy made with other settings
             images, labels = cdata.load_digits_array()
             train_idx, rest = cdata.stratified_split(labels, 0.4, seed=0)
             val_pos, test_pos = cdata.stratified_split(labels[rest], 0.5, seed=1)
-            for split, idx in (("train", train_idx), ("val", [rest[i] for i in val_pos]),
-                               ("test", [rest[i] for i in test_pos])):
-                for i in idx:
-                    d = root / split / str(labels[i])
-                    d.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
+            for n, (split, idx) in enumerate((("train", train_idx), ("val", [rest[i] for i in val_pos]),
+                                              ("test", [rest[i] for i in test_pos]))):
+                for k in range(draws[split]):
+                    noisy = cdata.add_pixel_noise(images, args.noise, seed=100 * n + k)
+                    for i in idx:
+                        d = root / split / str(labels[i])
+                        d.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(noisy[i], mode="L").save(d / f"{i:04d}_{k}.png")
             marker.write_text(json.dumps(spec, indent=1))
+        noise = (f", Gaussian pixel noise std {args.noise:g}/255 (seeded), train / test digits drawn "
+                 f"{draws['train']}x / {draws['test']}x with independent noise" if args.noise > 0 else "")
         return {"root": str(root), "embedded": True, "val_idx": None, "test_idx": None,
-                "desc": "embedded handwritten digits (scikit-learn's), stratified 60/20/20 split, seed 0"}
+                "desc": f"embedded handwritten digits (scikit-learn's), stratified 60/20/20 split, seed 0{noise}"}
     root = args.data
     for sub in ("train", "val"):
         if not (root / sub).is_dir():
@@ -278,6 +297,10 @@ def check_args(args) -> None:
         raise CydasError("--lr and --train-lr must be positive")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise CydasError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing:g}")
+    if min(args.draws) < 1:
+        raise CydasError(f"--draws must be >= 1, got {' '.join(map(str, args.draws))}")
+    if not 0 <= args.noise <= 255:
+        raise CydasError(f"--noise must be in [0, 255] (pixel scale), got {args.noise:g}")
     if args.replace_gap is not None and not args.replace_gap >= 0:
         raise CydasError(f"--replace-gap must be >= 0 points (none: never), got {args.replace_gap:g}")
     if args.device != "cpu" and not args.device.startswith("cuda"):
@@ -471,6 +494,9 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                  "command": "python bench/search_quality.py " + " ".join(sys.argv[1:])},
         "settings": {"flops_m": args.flops, "paths": args.paths, "seeds": args.seeds, "path_seed": args.path_seed,
                      "img_size": args.img_size,
+                     "noise": args.noise if args.data is None else None,
+                     "draws": {"train": args.draws[0], "test": args.draws[1]}
+                     if args.data is None and args.noise > 0 else None,
                      "recipe": {"epochs": args.train_epochs, "lr": args.train_lr, "batch": args.train_batch,
                                 "label_smoothing": args.label_smoothing,
                                 "optimizer": "timm momentum 0.9, weight decay 4e-5",
@@ -517,7 +543,8 @@ def print_summary(res: dict) -> None:
           f"(p {_f(n['seed0_vs_seed1_test']['p'], 3)}), rho {_f(n['seed0_vs_seed1_test']['rho'])}")
     t = n["test"]
     print(f"  seed spread (test): mean |seed a - seed b| {t['mean_abs_diff']:.2f} points, within-path std "
-          f"{t['within_std']:.2f}; between-path std of the seed means {t['between_std']:.2f}")
+          f"{t['within_std']:.2f}; between-path std of the seed means {t['between_std']:.2f}, of the paths "
+          f"themselves {t['signal_std']:.2f} (reliability {t['reliability']:.2f})")
     sel = res["selection"]
     print("\n(b) selection: standalone top-1 (mean +- std over seeds; random: over paths of the seed means)")
     print(f"  {'architecture':<22} {'MACs':>7} {'test':>14} {'val':>14} {'rank (test)':>12} {'beats':>6}")
@@ -572,8 +599,9 @@ def plot(res: dict, path: Path) -> None:
     b.set_title("(b) selection: searched vs random")
     b.legend(fontsize=7, loc="lower right")
     b.grid(alpha=0.3)
-    fig.suptitle(f"{res['meta']['data']}; {res['settings']['recipe']['epochs']}-epoch recipe, "
-                 f"{res['settings']['seeds']} seeds; {res['meta']['device']}", fontsize=9)
+    title = (f"{res['meta']['data']}; {res['settings']['recipe']['epochs']}-epoch recipe, "
+             f"{res['settings']['seeds']} seeds; {res['meta']['device']}")
+    fig.suptitle(textwrap.fill(title, 150), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -17,8 +17,8 @@ from cydas_chain.core import (CheckpointError, ConfigError, DataError, atomic_wr
                               load_model_weights, save_checkpoint, soft_target_kl)
 from cydas_chain.core.checkpoint import classify_load_error
 from cydas_chain.core.errors import CheckpointObjectsError, CorruptCheckpointError
-from cydas_chain.core.data import (SHAPE_CLASSES, make_shapes_folder, stratified_split,
-                                   train_val_folders)
+from cydas_chain.core.data import (SHAPE_CLASSES, add_pixel_noise, load_digits_array, make_shapes_folder,
+                                   stratified_split, train_val_folders)
 from cydas_chain.core.logging import LogProgress, MetricWriter, progress
 from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
 
@@ -260,6 +260,18 @@ def test_held_out_split_is_stratified_and_disjoint(tmp_path):
     assert counts.tolist() == [2] * 10
     with pytest.raises(DataError):
         stratified_split([0, 1, 1], 0.5)  # class 0 has one image
+
+
+def test_pixel_noise_has_its_std_and_is_seeded():
+    images, _ = load_digits_array()
+    mid = np.full((2000, 8, 8), 128, np.uint8)  # far from 0 and 255: no clipping, so the std is sigma's
+    diff = add_pixel_noise(mid, 40.0, seed=3).astype(float) - 128
+    assert abs(diff.mean()) < 0.5 and abs(diff.std() - 40.0) < 0.5
+    noisy = add_pixel_noise(images, 96.0, seed=3)
+    assert noisy.dtype == np.uint8 and noisy.shape == images.shape
+    assert np.array_equal(noisy, add_pixel_noise(images, 96.0, seed=3))
+    assert not np.array_equal(noisy, add_pixel_noise(images, 96.0, seed=4))
+    assert np.array_equal(add_pixel_noise(images, 0.0), images)
 
 
 def test_data_errors(tmp_path):

@@ -73,10 +73,47 @@ def test_tiny_run(tiny_data, tmp_path):
     assert (out / "search_quality.png").stat().st_size > 10_000
 
 
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_quality", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_embedded_noisy_digits(tmp_path):
+    """The default data: the 1,797 digits split 60/20/20 with seeded pixel noise, train and test drawn
+    several times; reused when the settings match, rewritten (no stale images) when they do not."""
+    import numpy as np
+    from PIL import Image
+
+    sq = _bench_module()
+    args = sq.build_parser().parse_args(["--out", str(tmp_path), "--draws", "2", "3"])
+    spec = sq.prepare_data(args)
+    root = tmp_path / "data"
+    counts = {s: len(list((root / s).rglob("*.png"))) for s in ("train", "val", "test")}
+    assert counts["train"] // 2 + counts["val"] == 1797 - 359 and counts["test"] == 3 * 359
+    assert abs(counts["train"] // 2 - 0.6 * 1797) < 10 and counts["train"] % 2 == 0
+    first = sorted((root / "test" / "3").glob("*.png"))[:3]  # one digit's three draws: same digit, other noise
+    assert [p.name.split("_")[0] for p in first] == [first[0].name.split("_")[0]] * 3
+    a, b = (np.asarray(Image.open(p), dtype=float) for p in first[:2])
+    assert 0 < np.abs(a - b).mean() and "noise std 96" in spec["desc"]
+    mtime = (root / "dataset.json").stat().st_mtime_ns
+    sq.prepare_data(args)
+    assert (root / "dataset.json").stat().st_mtime_ns == mtime  # reused
+    clean = sq.prepare_data(sq.build_parser().parse_args(["--out", str(tmp_path), "--noise", "0"]))
+    assert len(list((root / "test").rglob("*.png"))) == 359 and "noise" not in clean["desc"]
+
+
 def test_bad_input(tmp_path):
     proc = run_tool(BENCH, "--data", tmp_path / "nowhere", "--out", tmp_path / "o", timeout=120)
     assert_one_line_error(proc, "needs train/")
     proc = run_tool(BENCH, "--paths", "1", "--out", tmp_path / "o", timeout=120)
     assert_one_line_error(proc, "--paths")
+    proc = run_tool(BENCH, "--noise", "300", "--out", tmp_path / "o", timeout=120)
+    assert_one_line_error(proc, "--noise")
+    proc = run_tool(BENCH, "--draws", "0", "3", "--out", tmp_path / "o", timeout=120)
+    assert_one_line_error(proc, "--draws")
     proc = run_tool(BENCH, "--flops", "10", "--out", tmp_path / "o", timeout=120)
     assert_one_line_error(proc, "budget")

@@ -47,3 +47,7 @@ def test_mean_std_and_seed_spread():
     assert s["mean_abs_diff"] == pytest.approx(1.5)
     assert s["within_std"] == pytest.approx(math.sqrt(1.25))
     assert s["between_std"] == pytest.approx(3.5 / math.sqrt(2))
+    # signal: between^2 - within^2 / 2 = 6.125 - 0.625 = 5.5 of the means' variance 6.125
+    assert s["signal_std"] == pytest.approx(math.sqrt(5.5)) and s["reliability"] == pytest.approx(5.5 / 6.125)
+    flat = stats.seed_spread([[90, 92], [92, 90]])  # same means: all of it is seed noise
+    assert flat["signal_std"] == 0.0 and flat["reliability"] == 0.0

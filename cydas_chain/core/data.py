@@ -175,6 +175,18 @@ def load_digits_array() -> Tuple[np.ndarray, np.ndarray]:
     return images, rows[:, 64]
 
 
+def add_pixel_noise(images: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """uint8 ``images`` plus Gaussian noise of std ``sigma`` (pixel scale), rounded and clipped to 0..255.
+
+    A harder version of the same real images (the corruption of MNIST-noise / CIFAR-C): deterministic
+    for a seed; ``sigma`` 0 returns a copy.
+    """
+    if sigma == 0:
+        return images.copy()
+    noise = np.random.default_rng(seed).normal(0.0, sigma, images.shape)
+    return np.clip(np.round(images.astype(np.float64) + noise), 0, 255).astype(np.uint8)
+
+
 def make_digits_folder(root: os.PathLike, val_fraction: float = 0.2, seed: int = 0) -> Path:
     """Write the embedded default data set as ``root/train/<digit>/*.png`` and ``root/val/...``.
 

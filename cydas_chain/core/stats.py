@@ -74,12 +74,17 @@ def seed_spread(acc: Sequence[Sequence[float]]) -> Dict[str, float]:
 
     ``mean_abs_diff``: mean over items and seed pairs of |acc_a - acc_b|; ``within_std``: root mean of
     the per-item sample variances over seeds (the noise of one training); ``between_std``: sample std
-    of the per-item means over seeds (the signal plus the noise left in a mean)."""
+    of the per-item means over seeds (the signal plus the noise left in a mean); ``signal_std``: the
+    items' own spread, ``sqrt(max(0, between^2 - within^2 / seeds))`` (one-way random-effects ANOVA);
+    ``reliability``: ``signal^2 / between^2``, the share of the seed means' variance that is the items'
+    (0: their order is the seeds'; it bounds how well any predictor can rank them)."""
     a = np.asarray(acc, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] < 2:
         raise CydasError(f"seed spread needs items x seeds with >= 2 seeds, got shape {a.shape}")
     diffs = [abs(row[i] - row[j]) for row in a for i, j in itertools.combinations(range(a.shape[1]), 2)]
-    return {"mean_abs_diff": float(np.mean(diffs)),
-            "within_std": float(np.sqrt(a.var(axis=1, ddof=1).mean())),
-            "between_std": float(a.mean(axis=1).std(ddof=1)) if len(a) > 1 else 0.0,
+    within = float(np.sqrt(a.var(axis=1, ddof=1).mean()))
+    between = float(a.mean(axis=1).std(ddof=1)) if len(a) > 1 else 0.0
+    signal_var = max(0.0, between ** 2 - within ** 2 / a.shape[1])
+    return {"mean_abs_diff": float(np.mean(diffs)), "within_std": within, "between_std": between,
+            "signal_std": float(np.sqrt(signal_var)), "reliability": signal_var / between ** 2 if between > 0 else 0.0,
             "items": int(a.shape[0]), "seeds": int(a.shape[1])}
