@@ -123,15 +123,10 @@ def prepare_data(args) -> dict:
         root = args.out / "data"
         draws = {"train": args.draws[0], "val": 1, "test": args.draws[1]} if args.noise > 0 else \
             {"train": 1, "val": 1, "test": 1}
-        spec = {"source": "embedded digits", "split": [0.6, 0.2, 0.2], "seed": 0, "noise": args.noise,
-                "draws": draws, "version": 2}
-        marker = root / "dataset.json"
-        if not (marker.exists() and json.loads(marker.read_text()) == spec):
-            import shutil
 
+        def write(root: Path) -> None:
             from PIL import Image
 
-            shutil.rmtree(root, ignore_errors=True)  # a copy made with other settings
             images, labels = cdata.load_digits_array()
             train_idx, rest = cdata.stratified_split(labels, 0.4, seed=0)
             val_pos, test_pos = cdata.stratified_split(labels[rest], 0.5, seed=1)
@@ -143,10 +138,13 @@ def prepare_data(args) -> dict:
                         d = root / split / str(labels[i])
                         d.mkdir(parents=True, exist_ok=True)
                         Image.fromarray(noisy[i], mode="L").save(d / f"{i:04d}_{k}.png")
-            marker.write_text(json.dumps(spec, indent=1))
+
+        cdata.written_once(root, {"source": "embedded digits", "split": [0.6, 0.2, 0.2], "seed": 0,
+                                  "noise": args.noise, "draws": draws, "version": 2}, write)
         noise = (f", Gaussian pixel noise std {args.noise:g}/255 (seeded), train / test digits drawn "
                  f"{draws['train']}x / {draws['test']}x with independent noise" if args.noise > 0 else "")
-        return {"root": str(root), "embedded": True, "val_idx": None, "test_idx": None,
+        return {"root": str(root), "embedded": True, "val_idx": None, "test_idx": None, "noise": args.noise,
+                "draws": {"train": draws["train"], "test": draws["test"]} if args.noise > 0 else None,
                 "desc": f"embedded handwritten digits (scikit-learn's), stratified 60/20/20 split, seed 0{noise}"}
     root = args.data
     for sub in ("train", "val"):
@@ -494,9 +492,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                  "command": "python bench/search_quality.py " + " ".join(sys.argv[1:])},
         "settings": {"flops_m": args.flops, "paths": args.paths, "seeds": args.seeds, "path_seed": args.path_seed,
                      "img_size": args.img_size,
-                     "noise": args.noise if args.data is None else None,
-                     "draws": {"train": args.draws[0], "test": args.draws[1]}
-                     if args.data is None and args.noise > 0 else None,
+                     "noise": data.get("noise"), "draws": data.get("draws"),
                      "recipe": {"epochs": args.train_epochs, "lr": args.train_lr, "batch": args.train_batch,
                                 "label_smoothing": args.label_smoothing,
                                 "optimizer": "timm momentum 0.9, weight decay 4e-5",

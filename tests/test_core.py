@@ -2,6 +2,7 @@
 import argparse
 import csv
 import io
+import json
 import math
 import os
 import pickle
@@ -18,7 +19,7 @@ from cydas_chain.core import (CheckpointError, ConfigError, DataError, atomic_wr
 from cydas_chain.core.checkpoint import classify_load_error
 from cydas_chain.core.errors import CheckpointObjectsError, CorruptCheckpointError
 from cydas_chain.core.data import (SHAPE_CLASSES, add_pixel_noise, load_digits_array, make_shapes_folder,
-                                   stratified_split, train_val_folders)
+                                   stratified_split, train_val_folders, written_once)
 from cydas_chain.core.logging import LogProgress, MetricWriter, progress
 from cydas_chain.core.seed import rng_state, seed_everything, set_rng_state
 
@@ -272,6 +273,29 @@ def test_pixel_noise_has_its_std_and_is_seeded():
     assert np.array_equal(noisy, add_pixel_noise(images, 96.0, seed=3))
     assert not np.array_equal(noisy, add_pixel_noise(images, 96.0, seed=4))
     assert np.array_equal(add_pixel_noise(images, 0.0), images)
+
+
+def test_written_once_reuses_and_replaces_whole_copies(tmp_path):
+    calls = []
+
+    def write(root, name):
+        calls.append(name)
+        (root / name).write_text(name)
+
+    root = tmp_path / "d"
+    written_once(root, {"v": 1}, lambda r: write(r, "a"))
+    written_once(root, {"v": 1}, lambda r: write(r, "b"))  # same settings: reused
+    assert calls == ["a"] and json.loads((root / "dataset.json").read_text()) == {"v": 1}
+    written_once(root, {"v": 2}, lambda r: write(r, "c"))  # other settings: the old copy goes
+    assert sorted(p.name for p in root.iterdir()) == ["c", "dataset.json"]
+    (root / "dataset.json").write_text(json.dumps({"unfinished": {"v": 3}}))  # a write that was killed
+    written_once(root, {"v": 3}, lambda r: write(r, "e"))
+    assert sorted(p.name for p in root.iterdir()) == ["dataset.json", "e"]
+    own = tmp_path / "mine"  # no dataset.json: not ours, written over, nothing removed
+    own.mkdir()
+    (own / "keep.txt").write_text("x")
+    written_once(own, {"v": 1}, lambda r: write(r, "f"))
+    assert (own / "keep.txt").exists() and (own / "f").exists()
 
 
 def test_data_errors(tmp_path):

@@ -205,15 +205,31 @@ def make_digits_folder(root: os.PathLike, val_fraction: float = 0.2, seed: int =
                 d.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(images[i], mode="L").save(d / f"{i:04d}.png")
 
-    return _written_once(root, dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1), write)
+    return written_once(root, dict(source=DIGITS_FILE.name, val_fraction=val_fraction, seed=seed, version=1), write)
 
 
-def _written_once(root: os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
-    """``write(root)`` unless ``root`` holds a complete copy made with ``spec`` (``dataset.json``, written last)."""
+def written_once(root: os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
+    """``write(root)`` unless ``root`` holds a complete copy made with ``spec``.
+
+    ``root/dataset.json`` says what the folder holds: ``{"unfinished": spec}`` while writing, ``spec`` once
+    complete.  A copy made with other settings, or left unfinished, is removed first, so that no stale
+    image stays behind; a folder without that file is written over, never removed.
+    """
+    import shutil
+
     root, marker = Path(root), Path(root) / "dataset.json"
-    if not (marker.exists() and json.loads(marker.read_text()) == spec):
-        write(root)
-        marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
+    if marker.exists():
+        try:
+            held = json.loads(marker.read_text())
+        except ValueError:
+            held = None
+        if held == spec:
+            return root
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"unfinished": spec}))
+    write(root)
+    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
     return root
 
 
@@ -280,7 +296,7 @@ def make_shapes_folder(root: os.PathLike, train_per_class: int = 60, val_per_cla
                 for i in range(n):
                     Image.fromarray(draw_shape(kind, image_size, rng)).save(d / f"{kind}_{i:04d}.png")
 
-    return _written_once(root, dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
+    return written_once(root, dict(classes=list(SHAPE_CLASSES), train_per_class=train_per_class,
                                     val_per_class=val_per_class, image_size=image_size, seed=seed, version=1), write)
 
 

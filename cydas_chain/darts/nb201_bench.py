@@ -45,8 +45,9 @@ def _load_pth(path: Path) -> Dict[str, Any]:
     import torch
 
     from ..core.checkpoint import load_checkpoint, numpy_safe_globals
-    # numpy scalars and dtypes, which benchmark files written by older code may hold.  Only what is not allowed already: leaving the context removes what it added, and would take away
-    # the numpy types that importing cydas_chain.mm allow-lists for the whole process.
+    # numpy scalars and dtypes, which benchmark files written by older code may hold.  Only what is not
+    # allowed already: leaving the context removes what it added, and would take away the numpy types
+    # that importing cydas_chain.mm allow-lists for the whole process.
     allowed = torch.serialization.get_safe_globals()
     extra = [g for g in numpy_safe_globals() if g not in allowed]
     try:
