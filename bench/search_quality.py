@@ -36,6 +36,7 @@ machine (each search with its evolution 4-5 min, each training 60-100 s); --devi
   python bench/search_quality.py --data /data/cifar_folder --img-size 32 --train-epochs 30
 """
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -50,10 +51,12 @@ from pathlib import Path
 from cydas_chain.chain.board import gap_points
 from cydas_chain.core.cli import run_tool
 from cydas_chain.core.errors import CydasError, DataError
-from cydas_chain.core.logging import json_safe
 
 SUPERNETS = {"distill": 1.0, "no_distill": 0.0}  # name -> distill_weight (everything else equal)
-SCORE_KINDS = ("score", "recalibrated")
+# How a supernet scores a path: the search's own top-1 (supernet weights, batch-statistics BN), top-1
+# after BN recalibration (the evolution's), and the validation loss measured like the search's score
+# (continuous, so less sampling noise than a top-1 count; negated in the correlations: higher is better).
+SCORE_KINDS = ("score", "recalibrated", "loss")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--population", type=int, default=12, help="evolution population (default: 12)")
     g.add_argument("--generations", type=int, default=4, help="evolution generations (default: 4)")
     g.add_argument("--parents", type=int, default=4, help="evolution parents (default: 4)")
-    g.add_argument("--search-seed", type=int, default=0, help="seed of both searches (default: 0)")
+    g.add_argument("--search-seed", type=int, default=0, help="seed of the first search of each supernet (default: 0)")
+    g.add_argument("--search-seeds", type=int, default=2,
+                   help="searches per supernet, seeds --search-seed.. (>= 1): with 2 or more, the agreement "
+                        "between the scores of two trainings of the same supernet (how much of its ranking is its "
+                        "own, not its seed's), the ranking by their mean score, and one pick per search "
+                        "(default: 2)")
     g.add_argument("--train-no-distill-picks", action="store_true",
                    help="also train the teacher and evolution result of the supernet without distillation "
                         "(default: only the distilled supernet's, the method's result)")
@@ -222,13 +230,14 @@ def search_job(job: dict) -> dict:
     best = [int(c) for c in evolution["top"][0]["path"]]
     t_evolve = time.time() - t0 - t_search
     paths = [list(p) for p in job["paths"]] + [teacher, best]
-    scores = search.score(paths)
-    recal = search.recalibrated_score(paths)
+    measured = {"score": search.score(paths), "recalibrated": search.recalibrated_score(paths),
+                "loss": search.val_loss(paths)}
     n = len(job["paths"])
-    return {"name": job["name"], "distill_weight": cfg.distill_weight, "teacher": teacher, "evolution_best": best,
-            "random_score": scores[:n], "random_recalibrated": recal[:n],
-            "teacher_score": scores[n], "teacher_recalibrated": recal[n],
-            "evolution_score": scores[n + 1], "evolution_recalibrated": recal[n + 1],
+    return {"name": job["name"], "seed": cfg.seed, "distill_weight": cfg.distill_weight, "teacher": teacher,
+            "evolution_best": best,
+            **{f"random_{k}": v[:n] for k, v in measured.items()},
+            **{f"teacher_{k}": v[n] for k, v in measured.items()},
+            **{f"evolution_{k}": v[n + 1] for k, v in measured.items()},
             "evolution_history": evolution["history"], "seconds": {"search": t_search, "evolution": t_evolve,
                                                                      "total": time.time() - t0}}
 
@@ -285,7 +294,7 @@ def train_job(job: dict) -> dict:
 # The run
 # ------------------------------------------------------------------------------------------------
 def check_args(args) -> None:
-    for k, lo in (("paths", 2), ("seeds", 2), ("train_epochs", 1), ("train_batch", 1), ("epochs", 1),
+    for k, lo in (("paths", 2), ("seeds", 2), ("search_seeds", 1), ("train_epochs", 1), ("train_batch", 1), ("epochs", 1),
                   ("batch_size", 1), ("eval_interval", 1), ("calib_batches", 1), ("img_size", 8), ("workers", 1)):
         if getattr(args, k) < lo:
             raise CydasError(f"--{k.replace('_', '-')} must be >= {lo}, got {getattr(args, k)}")
@@ -312,10 +321,15 @@ def check_args(args) -> None:
 
 
 class Pool:
-    """A spawn process pool, or inline execution with --workers 1 (same results, one process)."""
+    """A spawn process pool, or inline execution with --workers 1 (same results, one process).
 
-    def __init__(self, workers: int, device: str):
-        self.ex = None
+    Every finished job's result is kept in ``cache_dir`` (one JSON each, written atomically, named by
+    a digest of the function and everything in the job: data, recipe, path, seed, device), and a job
+    found there is not run again: a killed run continues where it stopped, and a run with more
+    --paths, --seeds or --search-seeds trains only what is new."""
+
+    def __init__(self, workers: int, device: str, cache_dir: Path):
+        self.ex, self.cache_dir, self.reused = None, cache_dir, 0
         if workers > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
@@ -324,12 +338,38 @@ class Pool:
         else:
             _init_worker(device)
 
+    def _cached(self, fn, job) -> Path:
+        import hashlib
+
+        digest = hashlib.sha1(json.dumps([fn.__name__, job], sort_keys=True).encode()).hexdigest()[:16]
+        return self.cache_dir / f"{fn.__name__}_{digest}.json"
+
     def submit(self, fn, job):
-        if self.ex is not None:
-            return self.ex.submit(fn, job)
         from concurrent.futures import Future
-        f = Future()
-        f.set_result(fn(job))
+
+        from cydas_chain.core.checkpoint import write_json
+
+        cached = self._cached(fn, job)
+        if cached.is_file():
+            try:
+                result = json.loads(cached.read_text())["result"]
+            except (ValueError, KeyError):  # not ours, or damaged: run the job again
+                result = None
+            if result is not None:
+                self.reused += 1
+                f = Future()
+                f.set_result(result)
+                return f
+        if self.ex is not None:
+            f = self.ex.submit(fn, job)
+        else:
+            f = Future()
+            f.set_result(fn(job))
+
+        def keep(done):
+            if done.exception() is None:
+                write_json(cached, {"job": job, "result": done.result()})
+        f.add_done_callback(keep)
         return f
 
     def shutdown(self):
@@ -352,6 +392,7 @@ def main(argv=None) -> int:
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from cydas_chain.chain import PathSampler, build_cost_table
+    from cydas_chain.core.checkpoint import write_json
     from cydas_chain.models import DEFAULT_SLOTS, ChainSpace
 
     t0 = time.time()
@@ -371,15 +412,16 @@ def main(argv=None) -> int:
                       img_size=args.img_size, cost_size=224, lr=args.lr, momentum=0.9, weight_decay=4e-5,
                       temperature=1.0, eval_interval=args.eval_interval, val_subset=len(val_set), replace_test="mcnemar",
                       replace_alpha=0.05, replace_gap=args.replace_gap,
-                      seed=args.search_seed, slots=tuple(DEFAULT_SLOTS), weight_sharing="entangled",
+                      slots=tuple(DEFAULT_SLOTS), weight_sharing="entangled",
                       final="teacher", calib_batches=args.calib_batches, amp=args.device.startswith("cuda"))
     evo_cfg = dict(population=args.population, generations=args.generations, parents=args.parents,
-                   mutation_prob=0.1, crossover_share=0.5, seed=args.search_seed)
+                   mutation_prob=0.1, crossover_share=0.5)
+    search_seeds = range(args.search_seed, args.search_seed + args.search_seeds)
     print(f"search quality: {args.paths} random paths <= {args.flops:g}M MACs, {args.seeds} seeds, "
           f"{args.train_epochs}-epoch standalone recipe, {args.workers} worker(s) on {args.device}; data: {data['desc']}",
           flush=True)
 
-    pool = Pool(args.workers, args.device)
+    pool = Pool(args.workers, args.device, args.out / "jobs")
     pending, trained, searches = {}, {}, {}
 
     def train(path):
@@ -390,10 +432,12 @@ def main(argv=None) -> int:
                        "slots": list(DEFAULT_SLOTS)}
                 pending[pool.submit(train_job, job)] = key
 
-    for name, w in SUPERNETS.items():  # the long jobs first
-        job = {**common, "name": name, "out": str(args.out / f"supernet_{name}"), "paths": [list(p) for p in randoms],
-               "search": {**search_cfg, "distill_weight": w}, "evolution": evo_cfg}
-        pending[pool.submit(search_job, job)] = name
+    for seed in search_seeds:  # the long jobs first
+        for name, w in SUPERNETS.items():
+            job = {**common, "name": name, "out": str(args.out / f"supernet_{name}_seed{seed}"),
+                   "paths": [list(p) for p in randoms], "search": {**search_cfg, "distill_weight": w, "seed": seed},
+                   "evolution": {**evo_cfg, "seed": seed}}
+            pending[pool.submit(search_job, job)] = (name, seed)
     for p in randoms:
         train(p)
     done_count = 0
@@ -403,12 +447,12 @@ def main(argv=None) -> int:
             for f in done:
                 key = pending.pop(f)
                 r = f.result()
-                if isinstance(key, str):
+                if isinstance(key[0], str):
                     searches[key] = r
-                    print(f"[{time.time() - t0:6.0f}s] supernet {key}: teacher {space.path_str(r['teacher'])} "
+                    print(f"[{time.time() - t0:6.0f}s] supernet {key[0]} (seed {key[1]}): teacher {space.path_str(r['teacher'])} "
                           f"(score {r['teacher_score']:.1f}), evolution best {space.path_str(r['evolution_best'])} "
                           f"(recalibrated {r['evolution_recalibrated']:.1f}) in {r['seconds']['total']:.0f}s", flush=True)
-                    if key == "distill" or args.train_no_distill_picks:
+                    if key[0] == "distill" or args.train_no_distill_picks:
                         train(r["teacher"])
                         train(r["evolution_best"])
                 else:
@@ -418,10 +462,12 @@ def main(argv=None) -> int:
                           f"val {r['val']:.2f} test {r['test']:.2f} ({r['seconds']:.0f}s)", flush=True)
     finally:
         pool.shutdown()
+    if pool.reused:
+        print(f"reused {pool.reused} finished job(s) from {pool.cache_dir}", flush=True)
 
     result = summarise(args, data, space, table, randoms, searches, trained, time.time() - t0)
-    text = json.dumps(json_safe(result), indent=1)
-    (args.out / "search_quality.json").write_text(text + "\n")
+    result["meta"]["reused_jobs"] = pool.reused  # their seconds are those of the run that made them
+    write_json(args.out / "search_quality.json", result)
     plot(result, args.out / "search_quality.png")
     print_summary(result)
     print(f"\nwrote {args.out / 'search_quality.json'} and {args.out / 'search_quality.png'}")
@@ -447,18 +493,29 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
     random_entries = [entry(p) for p in randoms]
     test_mean = [float(np.mean(e["test"])) for e in random_entries]
     val_mean = [float(np.mean(e["val"])) for e in random_entries]
-    for name, r in searches.items():
-        for e, s, rc in zip(random_entries, r["random_score"], r["random_recalibrated"]):
-            e[f"{name}_score"], e[f"{name}_recalibrated"] = s, rc
+    search_seeds = sorted({seed for _, seed in searches})
+    for i, e in enumerate(random_entries):  # each path's scores: one per search seed
+        for name in SUPERNETS:
+            for kind in SCORE_KINDS:
+                e[f"{name}_{kind}"] = [searches[(name, seed)][f"random_{kind}"][i] for seed in search_seeds]
+
+    def correlations(x, y):
+        return {**stats.kendall_tau(x, y), **_rho(stats.spearman_rho(x, y))}
 
     ranking = {}
     for name in SUPERNETS:
-        r = searches[name]
         ranking[name] = {}
-        for kind, scores in (("score", r["random_score"]), ("recalibrated", r["random_recalibrated"])):
-            ranking[name][kind] = {"test": {**stats.kendall_tau(scores, test_mean), **_rho(stats.spearman_rho(scores, test_mean))},
-                                   "val": {**stats.kendall_tau(scores, val_mean), **_rho(stats.spearman_rho(scores, val_mean))},
-                                   "score_mean_std": stats.mean_std(scores)}
+        for kind in SCORE_KINDS:
+            sign = -1.0 if kind == "loss" else 1.0  # a lower loss ranks higher
+            per_seed = sign * np.array([e[f"{name}_{kind}"] for e in random_entries]).T  # (search seeds, paths)
+            mean = per_seed.mean(0)
+            pairs = [stats.kendall_tau(a, b)["tau"] for a, b in itertools.combinations(per_seed, 2)]
+            ranking[name][kind] = {
+                "test": correlations(mean, test_mean), "val": correlations(mean, val_mean),
+                "test_per_search_seed": [stats.kendall_tau(x, test_mean)["tau"] for x in per_seed],
+                # tau between two searches of the same supernet: how much of its order is its own, not its seed's
+                "search_seed_agreement": float(np.mean(pairs)) if pairs else None,
+                "score_mean_std": stats.mean_std(sign * mean)}
     # what a search must beat to be worth its cost: predictors that need no training at all
     baselines = {"macs": [e["macs"] for e in random_entries],
                  "layers": [sum(1 for c in e["path"] if c != SKIP) for e in random_entries]}
@@ -473,18 +530,25 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
 
     selection = {"random": {"test": stats.mean_std(test_mean), "val": stats.mean_std(val_mean),
                             "macs": stats.mean_std([e["macs"] for e in random_entries])}, "searched": {}}
-    for name, r in searches.items():
+    picks = {}  # "distill/teacher" -> the seed-mean test top-1 of each search's pick
+    for (name, seed), r in sorted(searches.items()):
         for which in ("teacher", "evolution"):
             path = r[which if which == "teacher" else "evolution_best"]
             if (tuple(path), 0) not in trained:
                 continue
             e = entry(path)
             tm, vm = float(np.mean(e["test"])), float(np.mean(e["val"]))
-            selection["searched"][f"{name}/{which}"] = {
+            picks.setdefault(f"{name}/{which}", []).append(tm)
+            selection["searched"][f"{name}/{which}/seed{seed}"] = {
                 **e, "test_mean_std": stats.mean_std(e["test"]), "val_mean_std": stats.mean_std(e["val"]),
-                "supernet_score": r[f"{which}_score"], "supernet_recalibrated": r[f"{which}_recalibrated"],
+                **{f"supernet_{kind}": r[f"{which}_{kind}"] for kind in SCORE_KINDS},
                 "rank_test": stats.rank_among(tm, test_mean), "rank_val": stats.rank_among(vm, val_mean),
                 "in_random_set": tuple(path) in set(map(tuple, randoms))}
+    # each selection rule over its searches: the mean pick against the random paths
+    selection["searched_mean"] = {k: {"test": stats.mean_std(v), "searches": len(v),
+                                      "beaten_mean": float(np.mean([stats.rank_among(t, test_mean)["beaten"]
+                                                                    for t in v]))}
+                                  for k, v in picks.items()}
     return {
         "meta": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name(args.device),
                  "workers": args.workers, "seconds": seconds, "data": data["desc"], "torch_threads_per_worker":
@@ -504,7 +568,8 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                                 "eval_interval": args.eval_interval, "replace_gap": args.replace_gap,
                                 "warmup_epochs": args.epochs / 6,
                                 "lr_warmup_epochs": args.epochs / 40, "weight_sharing": "entangled",
-                                "val_subset": "all val", "calib_batches": args.calib_batches, "seed": args.search_seed},
+                                "val_subset": "all val", "calib_batches": args.calib_batches,
+                                "seeds": list(range(args.search_seed, args.search_seed + args.search_seeds))},
                      "evolution": {"population": args.population, "generations": args.generations,
                                    "parents": args.parents}},
         "ranking": ranking,
@@ -512,7 +577,8 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
         "seed_spread": noise,
         "selection": selection,
         "random_paths": random_entries,
-        "supernets": {n: {k: v for k, v in r.items() if not k.startswith("random_")} for n, r in searches.items()},
+        "supernets": {f"{n}/seed{seed}": {k: v for k, v in r.items() if not k.startswith("random_")}
+                      for (n, seed), r in sorted(searches.items())},
     }
 
 
@@ -524,13 +590,17 @@ def print_summary(res: dict) -> None:
     s, m = res["settings"], res["meta"]
     print(f"\n== search quality at {s['flops_m']:g}M MACs: {s['paths']} random paths x {s['seeds']} seeds, "
           f"{s['recipe']['epochs']}-epoch recipe; {m['device']}, {m['seconds'] / 60:.1f} min ==")
-    print("\n(a) ranking: supernet score vs standalone test top-1 (seed mean) of the random paths")
-    print(f"  {'supernet':<11} {'score':<13} {'Kendall tau':>11} {'p':>8} {'Spearman rho':>13} {'p':>8}")
+    k = len(s["search"]["seeds"])
+    print(f"\n(a) ranking: supernet score (mean of {k} search{'es' if k > 1 else ''}) vs standalone test top-1 "
+          f"(seed mean) of the random paths; agreement: tau between two searches' scores")
+    print(f"  {'supernet':<11} {'score':<13} {'Kendall tau':>11} {'p':>8} {'Spearman rho':>13} {'p':>8} "
+          f"{'per search':>14} {'agreement':>10}")
     for name, kinds in res["ranking"].items():
         for kind, r in kinds.items():
             t = r["test"]
+            per = " ".join(_f(v) for v in r["test_per_search_seed"])
             print(f"  {name:<11} {kind:<13} {_f(t['tau']):>11} {_f(t['p'], 3):>8} {_f(t['rho']):>13} "
-                  f"{_f(t['p_rho'], 3):>8}")
+                  f"{_f(t['p_rho'], 3):>8} {per:>14} {_f(r['search_seed_agreement']):>10}")
     for name, t in res.get("baselines", {}).items():
         print(f"  {'baseline':<11} {name:<13} {_f(t['tau']):>11} {_f(t['p'], 3):>8} {_f(t['rho']):>13} "
               f"{_f(t['p_rho'], 3):>8}")
@@ -552,6 +622,9 @@ def print_summary(res: dict) -> None:
         print(f"  {name:<22} {e['macs'] / 1e6:>6.0f}M {e['test_mean_std']['mean']:>7.2f} +- "
               f"{e['test_mean_std']['std']:<4.2f} {e['val_mean_std']['mean']:>7.2f} +- {e['val_mean_std']['std']:<4.2f} "
               f"{'%d / %d' % (rk['rank'], rk['of']):>12} {100 * rk['beaten']:>5.0f}%")
+    for name, e in sel.get("searched_mean", {}).items():
+        print(f"  {name + ' (mean)':<22} {'':>7} {e['test']['mean']:>7.2f} +- {e['test']['std']:<4.2f} "
+              f"{'over %d searches' % e['searches']:>19} {'':>12} {100 * e['beaten_mean']:>5.0f}%")
 
 
 def _f(v, digits=2):
@@ -569,12 +642,13 @@ def plot(res: dict, path: Path) -> None:
     y = [float(np.mean(e["test"])) for e in rnd]
     styles = {("distill", "score"): ("tab:blue", "o"), ("distill", "recalibrated"): ("tab:blue", "^"),
               ("no_distill", "score"): ("tab:orange", "o"), ("no_distill", "recalibrated"): ("tab:orange", "^")}
+    # (the loss score has another scale; its correlations are in the printout and the JSON)
     for (name, kind), (color, marker) in styles.items():
-        x = [e.get(f"{name}_{kind}") for e in rnd]
+        x = [float(np.mean(e[f"{name}_{kind}"])) for e in rnd]
         r = res["ranking"][name][kind]["test"]
         a.scatter(x, y, marker=marker, alpha=0.75, edgecolors=color, facecolors=color if kind == "score" else "none",
                   label=f"{name}, {kind}: tau {_f(r['tau'])}, rho {_f(r['rho'])}")
-    a.set_xlabel("supernet score on val (top-1 %)")
+    a.set_xlabel("supernet score on val (top-1 %, mean of the searches)")
     a.set_ylabel("standalone test top-1 % (mean over seeds)")
     a.set_title(f"(a) ranking: {len(rnd)} random paths <= {res['settings']['flops_m']:g}M MACs")
     a.legend(fontsize=7)

@@ -52,25 +52,56 @@ def test_tiny_run(tiny_data, tmp_path):
     res = json.loads((out / "search_quality.json").read_text())
     assert {"meta", "settings", "ranking", "seed_spread", "selection", "random_paths", "supernets"} <= set(res)
     for name in ("distill", "no_distill"):
-        for kind in ("score", "recalibrated"):
-            r = res["ranking"][name][kind]["test"]
-            assert set(r) == {"tau", "p", "rho", "p_rho"}
+        for kind in ("score", "recalibrated", "loss"):
+            r = res["ranking"][name][kind]
+            assert set(r["test"]) == {"tau", "p", "rho", "p_rho"} and len(r["test_per_search_seed"]) == 2
             # tiny trainings may tie (constant accuracies make tau undefined: null); defined ones are in range
-            assert all(v is None or -1 <= v <= 1 for v in (r["tau"], r["rho"]))
+            assert all(v is None or -1 <= v <= 1 for v in (r["test"]["tau"], r["test"]["rho"],
+                                                           r["search_seed_agreement"]))
     assert len(res["random_paths"]) == 3
     for e in res["random_paths"]:
         assert len(e["test"]) == len(e["val"]) == 2 and e["macs"] <= 400e6
-        assert all(k in e for k in ("distill_score", "distill_recalibrated", "no_distill_score",
-                                    "no_distill_recalibrated"))
+        for name in ("distill", "no_distill"):  # one score per search seed
+            assert len(e[f"{name}_score"]) == len(e[f"{name}_recalibrated"]) == len(e[f"{name}_loss"]) == 2
+            assert all(0 <= v <= 100 for v in e[f"{name}_score"] + e[f"{name}_recalibrated"])
+            assert all(v > 0 for v in e[f"{name}_loss"])
     sel = res["selection"]
-    assert {"distill/teacher", "distill/evolution"} <= set(sel["searched"])
+    # the distilled supernet's picks of each of the two searches (the other supernet's when trained anyway)
+    assert {f"distill/{w}/seed{s}" for w in ("teacher", "evolution") for s in (0, 1)} <= set(sel["searched"])
     for e in sel["searched"].values():
         assert 1 <= e["rank_test"]["rank"] <= 4 and e["rank_test"]["of"] == 4 and e["macs"] <= 400e6
+    for which in ("teacher", "evolution"):
+        m = sel["searched_mean"][f"distill/{which}"]
+        picks = [sel["searched"][f"distill/{which}/seed{s}"] for s in (0, 1)]
+        assert m["searches"] == 2
+        assert m["test"]["mean"] == pytest.approx(sum(sum(p["test"]) / 2 for p in picks) / 2)
+        assert m["beaten_mean"] == pytest.approx(sum(p["rank_test"]["beaten"] for p in picks) / 2)
     assert set(res["seed_spread"]["test"]) >= {"mean_abs_diff", "within_std", "between_std"}
     numbers = list(_finite_numbers({k: res[k] for k in ("selection", "random_paths", "supernets")}))
     assert numbers and all(math.isfinite(v) for _, v in numbers)
     assert all(math.isfinite(v) for _, v in _finite_numbers(res["seed_spread"]["test"]))
     assert (out / "search_quality.png").stat().st_size > 10_000
+
+    # Rerun after a lost job (as if killed while it ran): every other finished job is reused, the lost
+    # one runs again, and the numbers are the same.
+    jobs = sorted((out / "jobs").glob("*.json"))
+    trainings = [p for p in jobs if p.name.startswith("train_job_")]
+    assert len(jobs) - len(trainings) == 4 and len(trainings) >= 6  # 2 supernets x 2 seeds; 3 paths x 2 seeds
+    trainings[0].unlink()
+    proc = run_tool(BENCH, "--data", tiny_data, "--out", out, *TINY, check=True, timeout=300)
+    assert f"reused {len(jobs) - 1} finished job(s)" in proc.stdout
+    again = json.loads((out / "search_quality.json").read_text())
+    assert again["meta"]["reused_jobs"] == len(jobs) - 1
+    for k in ("ranking", "selection", "random_paths", "seed_spread"):
+        assert _without_seconds(again[k]) == _without_seconds(res[k])
+
+
+def _without_seconds(obj):
+    if isinstance(obj, dict):
+        return {k: _without_seconds(v) for k, v in obj.items() if "seconds" not in k}
+    if isinstance(obj, list):
+        return [_without_seconds(v) for v in obj]
+    return obj
 
 
 def _bench_module():

@@ -249,6 +249,16 @@ class ChainSearch:
         correct = all_reduce_sum(self.correct(paths).sum(1).float())
         return (correct / self.val_count * 100).tolist()
 
+    @torch.no_grad()
+    def val_loss(self, paths: Sequence[Sequence[int]]) -> List[float]:
+        """Mean cross-entropy of each path on the validation subset, measured as :meth:`score` measures:
+        a continuous score (lower is better) with less sampling noise than a top-1 count on a small
+        subset (benchmarks)."""
+        with frozen_bn_stats(self.supernet), self._autocast():
+            total = torch.stack([sum(F.cross_entropy(self.supernet(x, p).float(), y, reduction="sum")
+                                     for x, y in self.val_batches) for p in paths])
+        return (all_reduce_sum(total) / self.val_count).tolist()
+
     # ---- scores after BN recalibration (evolution, benchmarks) ----------------------------------
     def _calibration_batches(self) -> List[torch.Tensor]:
         """Fixed training batches (the same on every rank, so every rank recalibrates alike)."""
