@@ -77,6 +77,12 @@ def test_tiny_run(tiny_data, tmp_path):
         assert m["test"]["mean"] == pytest.approx(sum(sum(p["test"]) / 2 for p in picks) / 2)
         assert m["beaten_mean"] == pytest.approx(sum(p["rank_test"]["beaten"] for p in picks) / 2)
     assert set(res["seed_spread"]["test"]) >= {"mean_abs_diff", "within_std", "between_std"}
+    half = res["seed_spread"]["split_half_test"]  # with 2 seeds: seed 0 against seed 1
+    assert half["halves"] == [[0], [1]]
+    if half["tau"] is not None:
+        from cydas_chain.core.stats import kendall_tau
+        tau = kendall_tau([e["test"][0] for e in res["random_paths"]], [e["test"][1] for e in res["random_paths"]])
+        assert half["tau"] == pytest.approx(tau["tau"]) == pytest.approx(res["seed_spread"]["seed_pairs_test_tau"])
     numbers = list(_finite_numbers({k: res[k] for k in ("selection", "random_paths", "supernets")}))
     assert numbers and all(math.isfinite(v) for _, v in numbers)
     assert all(math.isfinite(v) for _, v in _finite_numbers(res["seed_spread"]["test"]))
