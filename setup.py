@@ -7,7 +7,7 @@ With the NAS-Bench-201 packages:  pip install -e .[nb201]
 """
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 # The versions below are the ones the suite is tested with.  timm is pinned exactly because
 # we build on its EfficientNet builder (`timm.models._efficientnet_builder`), a private module.
@@ -44,7 +44,9 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["cydas_chain", "cydas_chain.*"]),
+    # Namespace discovery: the data-only folders (core/embedded, models/darts/published) are packages
+    # too, so that their files install without setuptools' "package would be ignored" warnings.
+    packages=find_namespace_packages(include=["cydas_chain", "cydas_chain.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     package_data={"cydas_chain": ["**/*.json", "**/*.csv.gz", "**/*.md"]},
     install_requires=CORE,
