@@ -8,8 +8,8 @@ a. Ranking: N random budget-feasible paths (uniform over the feasible set, from 
    split), after BN recalibration (the standalone child in eval mode), and the validation loss
    measured like the first.  The same paths are trained standalone with one short fixed recipe,
    once per seed, and evaluated on the held-out *test* split.  Kendall tau and Spearman rho (with
-   p-values) of each score (mean over the searches) against the seed-mean standalone test accuracy,
-   and of each search's score alone.  Two checks of the measuring sticks themselves: the agreement
+   p-values) of each score (mean over the searches) against the seed-mean standalone test accuracy
+   (and its test loss, a continuous measure of the same networks), and of each search's score alone.  Two checks of the measuring sticks themselves: the agreement
    (tau) between two searches' scores of the same supernet, and between the seed means of the two
    halves of the standalone seeds (does the ground truth's order reproduce?), with the seed-to-seed
    spread next to the spread between architectures.
@@ -293,8 +293,10 @@ def train_job(job: dict) -> dict:
         m, step = train_one_epoch(model, loader, criterion, optimizer, device, scheduler=scheduler, step=step,
                                   scaler=scaler, amp=amp, desc=f"train {epoch}")
         hist.append(m["train_top1"])
-    ev = lambda ds: evaluate(model, DataLoader(ds, batch_size=256, num_workers=0), device, amp)["top1"]  # noqa: E731
-    return {"key": job["key"], "val": ev(val), "test": ev(test), "train_top1": hist, "seconds": time.time() - t0}
+    ev = {split: evaluate(model, DataLoader(ds, batch_size=256, num_workers=0), device, amp)
+          for split, ds in (("val", val), ("test", test))}
+    return {"key": job["key"], "val": ev["val"]["top1"], "test": ev["test"]["top1"], "val_loss": ev["val"]["loss"],
+            "test_loss": ev["test"]["loss"], "train_top1": hist, "seconds": time.time() - t0}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -500,12 +502,15 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
 
     def entry(path):
         return {"path": list(path), "arch": space.path_str(path), "macs": int(table.path_macs(path)),
-                "val": acc(path, "val"), "test": acc(path, "test"),
+                "val": acc(path, "val"), "test": acc(path, "test"), "test_loss": acc(path, "test_loss"),
                 "train_seconds": [trained[(tuple(path), s)]["seconds"] for s in seeds]}
 
     random_entries = [entry(p) for p in randoms]
     test_mean = [float(np.mean(e["test"])) for e in random_entries]
     val_mean = [float(np.mean(e["val"])) for e in random_entries]
+    # the standalone test loss, negated (higher is better): a continuous measure of the same networks,
+    # which a few flipped borderline images move less than the top-1
+    test_nll = -np.array([e["test_loss"] for e in random_entries])
     search_seeds = sorted({seed for _, seed in searches})
     for i, e in enumerate(random_entries):  # each path's scores: one per search seed
         for name in SUPERNETS:
@@ -525,6 +530,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
             pairs = [stats.kendall_tau(a, b)["tau"] for a, b in itertools.combinations(per_seed, 2)]
             ranking[name][kind] = {
                 "test": correlations(mean, test_mean), "val": correlations(mean, val_mean),
+                "test_loss": correlations(mean, test_nll.mean(1)),
                 "test_per_search_seed": [stats.kendall_tau(x, test_mean)["tau"] for x in per_seed],
                 # tau between two searches of the same supernet: how much of its order is its own, not its seed's
                 "search_seed_agreement": float(np.mean(pairs)) if pairs else None,
@@ -537,12 +543,16 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
     test = np.array([e["test"] for e in random_entries])
     val = np.array([e["val"] for e in random_entries])
     half = args.seeds // 2
-    noise = {"test": stats.seed_spread(test), "val": stats.seed_spread(val),
-             # Does the standalone order reproduce?  tau between the seed means of two disjoint halves of the
-             # seeds (with 2 seeds: seed 0 vs seed 1): the ground truth's own check, which the reliability
-             # (a model-based estimate, loose with few seeds) cannot replace.
-             "split_half_test": {**correlations(test[:, :half].mean(1), test[:, half:2 * half].mean(1)),
-                                 "halves": [list(range(half)), list(range(half, 2 * half))]},
+
+    def split_half(x):
+        # Does the standalone order reproduce?  tau between the seed means of two disjoint halves of the seeds
+        # (with 2 seeds: seed 0 vs seed 1): the ground truth's own check, which the reliability (a model-based
+        # estimate, loose with few seeds) cannot replace.
+        return {**correlations(x[:, :half].mean(1), x[:, half:2 * half].mean(1)),
+                "halves": [list(range(half)), list(range(half, 2 * half))]}
+
+    noise = {"test": stats.seed_spread(test), "val": stats.seed_spread(val), "test_loss": stats.seed_spread(-test_nll),
+             "split_half_test": split_half(test), "split_half_test_loss": split_half(test_nll),
              "seed_pairs_test_tau": float(np.mean([stats.kendall_tau(test[:, a], test[:, b])["tau"]
                                                    for a, b in itertools.combinations(range(args.seeds), 2)]))}
 
@@ -612,22 +622,23 @@ def print_summary(res: dict) -> None:
     print(f"\n(a) ranking: supernet score (mean of {k} search{'es' if k > 1 else ''}) vs standalone test top-1 "
           f"(seed mean) of the random paths; agreement: tau between two searches' scores")
     print(f"  {'supernet':<11} {'score':<13} {'Kendall tau':>11} {'p':>8} {'Spearman rho':>13} {'p':>8} "
-          f"{'per search':>14} {'agreement':>10}")
+          f"{'per search':>14} {'agreement':>10} {'tau vs loss':>12}")
     for name, kinds in res["ranking"].items():
         for kind, r in kinds.items():
             t = r["test"]
             per = " ".join(_f(v) for v in r["test_per_search_seed"])
             print(f"  {name:<11} {kind:<13} {_f(t['tau']):>11} {_f(t['p'], 3):>8} {_f(t['rho']):>13} "
-                  f"{_f(t['p_rho'], 3):>8} {per:>14} {_f(r['search_seed_agreement']):>10}")
+                  f"{_f(t['p_rho'], 3):>8} {per:>14} {_f(r['search_seed_agreement']):>10} "
+                  f"{_f(r['test_loss']['tau']):>12}")
     for name, t in res.get("baselines", {}).items():
         print(f"  {'baseline':<11} {name:<13} {_f(t['tau']):>11} {_f(t['p'], 3):>8} {_f(t['rho']):>13} "
               f"{_f(t['p_rho'], 3):>8}")
     n = res["seed_spread"]
-    h = n["split_half_test"]
+    h, hl = n["split_half_test"], n["split_half_test_loss"]
     print(f"  ground truth: seeds {h['halves'][0]} vs seeds {h['halves'][1]} of the same paths: tau {_f(h['tau'])} "
           f"(p {_f(h['p'], 3)}), rho {_f(h['rho'])}; tau of two single trainings, mean over seed pairs "
-          f"{_f(n['seed_pairs_test_tau'])}")
-    if not (h["tau"] is not None and h["tau"] > 0 and h["p"] < 0.05):  # also when undefined (NaN)
+          f"{_f(n['seed_pairs_test_tau'])}; by test loss: tau {_f(hl['tau'])} (p {_f(hl['p'], 3)})")
+    if not any(x["tau"] is not None and x["tau"] > 0 and x["p"] < 0.05 for x in (h, hl)):  # also when NaN
         print("  NOTE: the standalone order of these paths does not reproduce between the halves of the seeds: "
               "on this yardstick no score's tau and no pick's rank can be told from chance")
     t = n["test"]

@@ -54,13 +54,15 @@ def test_tiny_run(tiny_data, tmp_path):
     for name in ("distill", "no_distill"):
         for kind in ("score", "recalibrated", "loss"):
             r = res["ranking"][name][kind]
-            assert set(r["test"]) == {"tau", "p", "rho", "p_rho"} and len(r["test_per_search_seed"]) == 2
+            assert set(r["test"]) == set(r["test_loss"]) == {"tau", "p", "rho", "p_rho"}
+            assert len(r["test_per_search_seed"]) == 2
             # tiny trainings may tie (constant accuracies make tau undefined: null); defined ones are in range
             assert all(v is None or -1 <= v <= 1 for v in (r["test"]["tau"], r["test"]["rho"],
                                                            r["search_seed_agreement"]))
     assert len(res["random_paths"]) == 3
     for e in res["random_paths"]:
-        assert len(e["test"]) == len(e["val"]) == 2 and e["macs"] <= 400e6
+        assert len(e["test"]) == len(e["val"]) == len(e["test_loss"]) == 2 and e["macs"] <= 400e6
+        assert all(v > 0 for v in e["test_loss"])
         for name in ("distill", "no_distill"):  # one score per search seed
             assert len(e[f"{name}_score"]) == len(e[f"{name}_recalibrated"]) == len(e[f"{name}_loss"]) == 2
             assert all(0 <= v <= 100 for v in e[f"{name}_score"] + e[f"{name}_recalibrated"])
@@ -78,7 +80,7 @@ def test_tiny_run(tiny_data, tmp_path):
         assert m["beaten_mean"] == pytest.approx(sum(p["rank_test"]["beaten"] for p in picks) / 2)
     assert set(res["seed_spread"]["test"]) >= {"mean_abs_diff", "within_std", "between_std"}
     half = res["seed_spread"]["split_half_test"]  # with 2 seeds: seed 0 against seed 1
-    assert half["halves"] == [[0], [1]]
+    assert half["halves"] == res["seed_spread"]["split_half_test_loss"]["halves"] == [[0], [1]]
     if half["tau"] is not None:
         from cydas_chain.core.stats import kendall_tau
         tau = kendall_tau([e["test"][0] for e in res["random_paths"]], [e["test"][1] for e in res["random_paths"]])
