@@ -26,13 +26,15 @@ seeded 60/20/20 train/val/test ImageFolder, each test digit drawn 3 times with i
 (--draws): the search trains on train and scores paths on val; standalone
 networks train on train and report val and test.  Why noise: on the clean digits every path of a
 budget scores 96-98.6% and the seed decides their order (reliability 0, docs/chain.md); --noise 0
-gives them back.  --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/
+gives them back.  The noise does not cure it: with 4 seeds the halves of the seeds still order the
+paths independently (tau 0.02, docs/chain.md), so read the summary's split-half line first; a
+yardstick that passes it needs more data than a CPU hour trains on (CIFAR-10 with --data, a GPU).  --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/
 is split in two, stratified).  Transforms are the search tool's (core.data.build_transforms): for
 the digits, resize to --img-size and ImageNet normalisation, no augmentation.
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
 on CPU) together with the supernet searches, which start first.  The defaults (N=20 paths, 2 seeds,
-10 epochs a training, 2 x 2 10-epoch searches, a 12 x 4 evolution each) take about 45 minutes on the
+10 epochs a training, 2 x 2 10-epoch searches, a 12 x 4 evolution each) take about 50 minutes on the
 idle 2-core machine (each search with its evolution 4-5 min, each training 60-130 s); --device cuda
 for a GPU.  Every finished job is kept in OUT/jobs: run the same command again after a kill and it
 continues; add --seeds / --paths / --search-seeds and only the new jobs run.
