@@ -115,7 +115,11 @@ def test_train_cell_resume_and_eval_only(tmp_path):
     assert run("train_cell.py", *args, "--epochs", "1", tmp_path=tmp_path).returncode == 0
     proc = run("train_cell.py", *args, "--epochs", "2", "--resume", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
+    epochs = rows(out / "metrics.csv")
+    assert [r["step"] for r in epochs] == ["1", "2"]
+    # the resumed run follows the cosine of its new length (2 epochs: half the peak in the second), not the
+    # first run's (1 epoch: lr 0 after it)
+    assert float(epochs[1]["lr"]) == pytest.approx(float(epochs[0]["lr"]) / 2)
     proc = run("train_cell.py", "--eval-only", "--checkpoint", out / "checkpoints" / "best.pth", "--workers", "0",
                tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

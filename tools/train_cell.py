@@ -21,7 +21,7 @@ cydas_imagenet), a genotype.json written by search_cell.py, or an official genot
 --batch-size is the total batch over all processes (each of W processes loads batch / W images a step),
 as in every tool; --lr is used as given, whatever the number of processes.
 Writes to --out: checkpoints/last.pth (what --resume continues; --epochs may change on --resume, nothing
-else may), checkpoints/best.pth (best top-1), config.json, metrics.csv, tb/, log.txt; accuracies in percent.
+else may: the cosine then runs to the new length from the epoch reached), checkpoints/best.pth (best top-1), config.json, metrics.csv, tb/, log.txt; accuracies in percent.
 """
 import argparse
 import sys

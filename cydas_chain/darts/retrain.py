@@ -118,7 +118,9 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
         metrics = MetricWriter(run.out)
         if run.resume is not None:
             state = load_checkpoint(run.resume)
-            load_states({"model": model, "optimizer": optimizer, "scheduler": scheduler}, state, run.resume)
+            # No scheduler state: timm's cosine is a function of the epoch and the recipe, and its saved state
+            # would bring back the old length when --epochs grows on resume (the added epochs at lr 0).
+            load_states({"model": model, "optimizer": optimizer}, state, run.resume)
             start, best = int(state["epoch"]), float(state["best_top1"])
             set_rng_state(state["rng"])
             metrics.truncate_after(start)
@@ -135,8 +137,8 @@ def retrain(cfg: RetrainConfig, run: Optional[RunDir] = None) -> float:
             metrics.write(epoch + 1, m)
             log.info("epoch %d/%d %s", epoch + 1, r["epochs"], " ".join(f"{k}={v:.4g}" for k, v in m.items()))
             if is_main_process():
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_top1": best,
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                         "best_top1": best,
                          "genotype": genotype.to_dict(), "recipe": r, "rng": rng_state()}
                 if m["eval_top1"] >= best:
                     save_checkpoint({"model": state["model"], "genotype": state["genotype"], "epoch": epoch + 1,
