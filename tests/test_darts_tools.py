@@ -51,6 +51,13 @@ def test_search_cell_on_cifar_batches_and_resume(tmp_path):
     assert "resumed at epoch 1" in proc.stderr
     assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
     assert len(json.loads((out / "alpha_history.json").read_text())) == 2
+    # the cosine ran to the new length: at its end w_lr_min (the first run's 1-epoch cosine, kept, would
+    # have climbed back to w_lr in the added epoch)
+    import torch
+    state = torch.load(out / "checkpoints" / "last.pth", weights_only=True)
+    cfg = json.loads((out / "config.json").read_text())
+    lr_min = next(v for k, v in _flat(cfg) if k.endswith("w_lr_min"))
+    assert state["w_opt"]["param_groups"][0]["lr"] == pytest.approx(lr_min)
 
 
 @pytest.mark.slow
@@ -167,3 +174,8 @@ def test_former_flag_spellings_parse_to_the_same_value(capsys):
             tool.parse_args(["--help"])
         listed = capsys.readouterr().out
         assert "--img-size" in listed and "--image-size" not in listed and "--label-smoothing" not in listed
+
+
+def _flat(d, prefix=""):
+    for k, v in d.items():
+        yield from _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]

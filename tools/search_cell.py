@@ -11,7 +11,8 @@ Examples:
 
 Writes to --out: genotype.json (the final cell), genotype_history.json, alpha_history.json,
 normal.png / reduce.png (NB201: cell.png), metrics.csv, tb/ (TensorBoard), log.txt, config.json,
-checkpoints/last.pth (what --resume continues; --epochs may grow on --resume, nothing else may change).
+checkpoints/last.pth (what --resume continues; --epochs may grow on --resume, the cosine then runs to the new
+length; nothing else may change).
 With --nb201-api, genotype.json and every entry of genotype_history.json also hold the cell's
 NAS-Bench-201 accuracies ("nas_bench_201"), and metrics.csv and the log show them after every epoch.
 

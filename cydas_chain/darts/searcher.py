@@ -26,6 +26,7 @@ step and the gradients are averaged, so ``w_lr`` is the learning rate of the tot
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -376,6 +377,17 @@ class CyclicSearcher:
                          eval_sgd=self.eval_sgd.state_dict(), eval_adam=self.eval_adam.state_dict())
         return state
 
+    def _stretch_schedule(self) -> None:
+        """After a resume with more --epochs: the cosine runs to the new length from the epoch reached.  The
+        restored scheduler keeps the old length, past which torch's cosine climbs back to w_lr."""
+        sched, length = self.w_sched, max(1, self.cfg.total_epochs)
+        if sched.T_max == length:  # unchanged: keep the restored state exactly (resume equals no kill)
+            return
+        sched.T_max = length
+        t = sched.last_epoch
+        for group, base in zip(self.w_opt.param_groups, sched.base_lrs):
+            group["lr"] = sched.eta_min + (base - sched.eta_min) * (1 + math.cos(math.pi * t / length)) / 2
+
     def resume(self, path: Path) -> None:
         """Continue the search of checkpoint ``path``; its network and space must be this search's."""
         state = load_checkpoint(path, kind=("cydas_cell_search", "cell-search"))
@@ -389,6 +401,7 @@ class CyclicSearcher:
                                   f"{getattr(saved, k)!r} there, {getattr(self.cfg, k)!r} now)")
         load_states({"search_net": self.search_net, "w_opt": self.w_opt, "w_sched": self.w_sched,
                      "arch_opt": self.arch_opt}, state, path)
+        self._stretch_schedule()
         self.weight_bank = dict(state["weight_bank"])
         if "eval_genotype" in state:
             self.eval_net = None
