@@ -9,10 +9,11 @@ a. Ranking: N random budget-feasible paths (uniform over the feasible set, from 
    measured like the first.  The same paths are trained standalone with one short fixed recipe,
    once per seed, and evaluated on the held-out *test* split.  Kendall tau and Spearman rho (with
    p-values) of each score (mean over the searches) against the seed-mean standalone test accuracy
-   (and its test loss, a continuous measure of the same networks), and of each search's score alone.  Two checks of the measuring sticks themselves: the agreement
-   (tau) between two searches' scores of the same supernet, and between the seed means of the two
-   halves of the standalone seeds (does the ground truth's order reproduce?), with the seed-to-seed
-   spread next to the spread between architectures.
+   (and its test loss, a continuous measure of the same networks), and of each search's score
+   alone.  Two checks of the measuring sticks themselves: the agreement (tau) between two searches'
+   scores of the same supernet, and between the seed means of the two halves of the standalone
+   seeds (does the ground truth's order reproduce?), with the seed-to-seed spread next to the
+   spread between architectures.
 b. Selection: the searched architectures (each search's last teacher, the paper's result, and the
    best path of an evolution on that supernet) trained with the same recipe and seeds, against the
    N random paths (K = N): mean +- std of each, their rank among the random ones, and per selection
@@ -28,8 +29,9 @@ networks train on train and report val and test.  Why noise: on the clean digits
 budget scores 96-98.6% and the seed decides their order (reliability 0, docs/chain.md); --noise 0
 gives them back.  The noise does not cure it: with 4 seeds the halves of the seeds still order the
 paths independently (tau 0.02, docs/chain.md), so read the summary's split-half line first; a
-yardstick that passes it needs more data than a CPU hour trains on (CIFAR-10 with --data, a GPU).  --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/
-is split in two, stratified).  Transforms are the search tool's (core.data.build_transforms): for
+yardstick that passes it needs more data than a CPU hour trains on (CIFAR-10 with --data, a GPU).
+--data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
+stratified).  Transforms are the search tool's (core.data.build_transforms): for
 the digits, resize to --img-size and ImageNet normalisation, no augmentation.
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
@@ -306,7 +308,8 @@ def train_job(job: dict) -> dict:
 # ------------------------------------------------------------------------------------------------
 def check_args(args) -> None:
     for k, lo in (("paths", 2), ("seeds", 2), ("search_seeds", 1), ("train_epochs", 1), ("train_batch", 1),
-                  ("epochs", 1), ("batch_size", 1), ("eval_interval", 1), ("calib_batches", 1), ("img_size", 8), ("workers", 1)):
+                  ("epochs", 1), ("batch_size", 1), ("eval_interval", 1), ("calib_batches", 1), ("img_size", 8),
+                  ("workers", 1)):
         if getattr(args, k) < lo:
             raise CydasError(f"--{k.replace('_', '-')} must be >= {lo}, got {getattr(args, k)}")
     if not args.flops > 0:
@@ -352,7 +355,6 @@ class Pool:
 
     def _cached(self, fn, job) -> Path:
         import hashlib
-
         import inspect
 
         key = json.dumps([fn.__name__, inspect.getsource(fn), job], sort_keys=True)
@@ -466,8 +468,9 @@ def main(argv=None) -> int:
                 if isinstance(key[0], str):
                     searches[key] = r
                     print(f"[{time.time() - t0:6.0f}s] supernet {key[0]} (seed {key[1]}): teacher "
-                          f"{space.path_str(r['teacher'])} (score {r['teacher_score']:.1f}), evolution best {space.path_str(r['evolution_best'])} "
-                          f"(recalibrated {r['evolution_recalibrated']:.1f}) in {r['seconds']['total']:.0f}s", flush=True)
+                          f"{space.path_str(r['teacher'])} (score {r['teacher_score']:.1f}), evolution best "
+                          f"{space.path_str(r['evolution_best'])} (recalibrated {r['evolution_recalibrated']:.1f}) "
+                          f"in {r['seconds']['total']:.0f}s", flush=True)
                     if key[0] == "distill" or args.train_no_distill_picks:
                         train(r["teacher"])
                         train(r["evolution_best"])
@@ -510,9 +513,9 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
     random_entries = [entry(p) for p in randoms]
     test_mean = [float(np.mean(e["test"])) for e in random_entries]
     val_mean = [float(np.mean(e["val"])) for e in random_entries]
-    # the standalone test loss, negated (higher is better): a continuous measure of the same networks,
-    # which a few flipped borderline images move less than the top-1
-    test_nll = -np.array([e["test_loss"] for e in random_entries])
+    # the standalone test loss (paths x seeds): a continuous measure of the same networks, which a few
+    # flipped borderline images move less than the top-1; negated where higher must be better
+    test_loss = np.array([e["test_loss"] for e in random_entries])
     search_seeds = sorted({seed for _, seed in searches})
     for i, e in enumerate(random_entries):  # each path's scores: one per search seed
         for name in SUPERNETS:
@@ -532,7 +535,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
             pairs = [stats.kendall_tau(a, b)["tau"] for a, b in itertools.combinations(per_seed, 2)]
             ranking[name][kind] = {
                 "test": correlations(mean, test_mean), "val": correlations(mean, val_mean),
-                "test_loss": correlations(mean, test_nll.mean(1)),
+                "test_loss": correlations(mean, -test_loss.mean(1)),
                 "test_per_search_seed": [stats.kendall_tau(x, test_mean)["tau"] for x in per_seed],
                 # tau between two searches of the same supernet: how much of its order is its own, not its seed's
                 "search_seed_agreement": float(np.mean(pairs)) if pairs else None,
@@ -553,8 +556,8 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
         return {**correlations(x[:, :half].mean(1), x[:, half:2 * half].mean(1)),
                 "halves": [list(range(half)), list(range(half, 2 * half))]}
 
-    noise = {"test": stats.seed_spread(test), "val": stats.seed_spread(val), "test_loss": stats.seed_spread(-test_nll),
-             "split_half_test": split_half(test), "split_half_test_loss": split_half(test_nll),
+    noise = {"test": stats.seed_spread(test), "val": stats.seed_spread(val), "test_loss": stats.seed_spread(test_loss),
+             "split_half_test": split_half(test), "split_half_test_loss": split_half(-test_loss),
              "seed_pairs_test_tau": float(np.mean([stats.kendall_tau(test[:, a], test[:, b])["tau"]
                                                    for a, b in itertools.combinations(range(args.seeds), 2)]))}
 
