@@ -80,3 +80,35 @@ def test_imagenet_folder_subset_and_split(tmp_path):
     assert len(classes) == 10 and len(train) == len(val) == 20  # 4 of 8 images a class, then 2 + 2
     x, y = train[0]
     assert tuple(x.shape) == (3, 8, 8)
+
+
+class _Calls:
+    """What a hostile pickle holds: a call of any importable function (here a harmless one)."""
+
+    def __reduce__(self):
+        import os
+        return (os.getpid, ())
+
+
+def test_data_pickles_are_loaded_safely(tmp_path):
+    import gzip
+
+    from cydas_chain.core.data import safe_unpickle
+
+    folder, written = write_cifar(tmp_path)
+    bad = folder / "data_batch_3"
+    with open(bad, "wb") as f:  # a batch whose labels are a function call
+        pickle.dump({b"labels": _Calls(), b"data": written["data_batch_3"][0]}, f, protocol=2)
+    with pytest.raises(DataError, match="not a plain data pickle: it wants to construct posix.getpid"):
+        cifar_dataset(tmp_path, 10, train=True)
+    # numpy arrays of either protocol and gzip (MNIST's mnist.pkl.gz) load; arrays come back equal
+    arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([3, 1], dtype=np.int64))
+    for protocol in (2, 5):
+        with gzip.open(tmp_path / f"m{protocol}.pkl.gz", "wb") as f:
+            pickle.dump((arrays, [int(v) for v in arrays[1]]), f, protocol=protocol)
+        (x, y), labels = safe_unpickle(tmp_path / f"m{protocol}.pkl.gz", "MNIST pickle")
+        assert np.array_equal(x, arrays[0]) and x.dtype == np.float32 and np.array_equal(y, arrays[1])
+        assert labels == [3, 1]
+    (tmp_path / "cut.pkl").write_bytes(pickle.dumps(arrays, protocol=2)[:40])
+    with pytest.raises(DataError, match="cannot read MNIST pickle"):
+        safe_unpickle(tmp_path / "cut.pkl", "MNIST pickle")

@@ -316,14 +316,43 @@ CIFAR_LAYOUT = {
 }
 
 
-def _unpickle(path: Path) -> dict:
+# What a data pickle may construct: numpy arrays, their dtypes and scalars, under the module names
+# numpy 1 and numpy 2 write.  Anything else (a pickle can call any importable function) is refused.
+_PICKLE_ALLOWED = {(m, name) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                   for name in ("_reconstruct", "scalar")} | \
+    {(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")} | \
+    {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # the last: bytes in protocol 2
+
+
+def safe_unpickle(path: os.PathLike, what: str, encoding: str = "bytes"):
+    """Load a data pickle (CIFAR batches, MNIST's ``mnist.pkl.gz``: gzip read transparently) that may
+    hold only plain Python values and numpy arrays; a :class:`DataError` for anything else."""
+    import gzip
+    import importlib
     import pickle
 
+    class _DataUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in _PICKLE_ALLOWED:
+                raise DataError(f"{what} {path} is not a plain data pickle: it wants to construct {module}.{name}")
+            if module.startswith("numpy.core"):  # numpy 1's name of numpy 2's numpy._core
+                module = "numpy._core" + module[len("numpy.core"):] if hasattr(np, "_core") else module
+            return getattr(importlib.import_module(module), name)
+
+    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        with open(path, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open if gz else open)(path, "rb") as f:
+            return _DataUnpickler(f, encoding=encoding).load()
+    except DataError:
+        raise
     except Exception as e:  # truncated or not a pickle
-        raise DataError(f"cannot read CIFAR batch {path}: {type(e).__name__}: {e}") from None
+        raise DataError(f"cannot read {what} {path}: {type(e).__name__}: {e}") from None
+
+
+def _unpickle(path: Path) -> dict:
+    d = safe_unpickle(path, "CIFAR batch")
     if not isinstance(d, dict):
         raise DataError(f"CIFAR batch {path} holds a {type(d).__name__}, expected a dict")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
