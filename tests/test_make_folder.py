@@ -6,7 +6,6 @@ import pickle
 import struct
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import ROOT, assert_one_line_error, run_tool
