@@ -21,6 +21,15 @@ b. Selection: the searched architectures (each search's last teacher, the paper'
 c. OUT/search_quality.json (every number), OUT/search_quality.png (score vs standalone accuracy;
    searched vs random), and a summary printed at the end.
 
+--yardstick checks the ground truth alone, before the hours of the full run: it trains the N random
+paths and the two ends of the space (its smallest and its largest path, outside the budget on
+purpose: the widest contrast the space has) with the recipe and seeds, and no supernet.  It reports
+whether the random paths' order reproduces between the halves of the seeds (and the reliability),
+and what the recipe rewards: the ends' difference (Welch's t-test) and the tau of the random paths'
+seed means with their MACs and depth.  A recipe too short for the data rewards the networks that
+train fastest, the shallow ones, instead of capacity.  OUT/yardstick.json and OUT/yardstick.png;
+its trainings are the full run's (same jobs), so the full run after it reuses them.
+
 Data: by default the embedded real handwritten digits (scikit-learn's digits, 1,797 8x8 images)
 with seeded Gaussian pixel noise (--noise, std 96 of 255), written once to OUT/data as a stratified
 seeded 60/20/20 train/val/test ImageFolder, each test digit drawn 3 times with its own noise
@@ -31,8 +40,9 @@ gives them back.  The noise does not cure it: with 4 seeds the halves of the see
 paths independently (tau 0.02, docs/chain.md), so read the summary's split-half line first; a
 yardstick that passes it needs more data than a CPU hour trains on (CIFAR-10 with --data, a GPU).
 --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
-stratified).  Transforms are the search tool's (core.data.build_transforms): for
-the digits, resize to --img-size and ImageNet normalisation, no augmentation.
+stratified; bench/make_folder.py writes MNIST or CIFAR so).  Transforms are core.data.build_transforms',
+the search tool's by default: for the digits, resize to --img-size and ImageNet normalisation, no
+augmentation; for a folder, random-resized crops and flips (--augment, --crop-scale).
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
 on CPU) together with the supernet searches, which start first.  The defaults (N=20 paths, 2 seeds,
@@ -79,9 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=int, default=2, help="standalone trainings per architecture, seeds 0.. (>= 2) "
                                                         "(default: 2)")
     g.add_argument("--path-seed", type=int, default=1000, help="seed of the random paths' sampler (default: 1000)")
+    g.add_argument("--yardstick", action="store_true",
+                   help="check the ground truth only: train the random paths and the space's smallest and largest "
+                        "path, no supernets; writes OUT/yardstick.json and .png (see above). The full run reuses "
+                        "its trainings")
     g = p.add_argument_group("data")
     g.add_argument("--data", type=Path, default=None,
                    help="ImageFolder root with train/ and val/ [and test/] (default: the embedded digits)")
+    g.add_argument("--augment", choices=("none", "cifar", "imagenet"), default=None,
+                   help="training augmentation of search and standalone nets: none (resize only), cifar (pad-crop, "
+                        "flip) or imagenet (random-resized crop, flip; the chain search's for a folder). Default: none "
+                        "for the embedded digits, imagenet for --data (as tools/search_chain.py); none for digits "
+                        "such as MNIST (a flipped digit is another)")
+    g.add_argument("--crop-scale", type=float, default=0.08,
+                   help="smallest crop area of --augment imagenet, as in tools/search_chain.py (default: 0.08)")
     g.add_argument("--img-size", type=int, default=32, help="training resolution of search and standalone nets "
                                                             "(default: 32)")
     g.add_argument("--noise", type=float, default=96.0,
@@ -163,6 +184,7 @@ def prepare_data(args) -> dict:
         noise = (f", Gaussian pixel noise std {args.noise:g}/255 (seeded), train / test digits drawn "
                  f"{draws['train']}x / {draws['test']}x with independent noise" if args.noise > 0 else "")
         return {"root": str(root), "embedded": True, "val_idx": None, "test_idx": None, "noise": args.noise,
+                "transforms": _transforms(args, embedded=True),
                 "draws": {"train": draws["train"], "test": draws["test"]} if args.noise > 0 else None,
                 "desc": f"embedded handwritten digits (scikit-learn's), stratified 60/20/20 split, seed 0{noise}"}
     root = args.data
@@ -175,10 +197,19 @@ def prepare_data(args) -> dict:
     if (root / "test").is_dir():
         test = cdata.image_folder(root / "test")
         cdata.check_same_classes(train, test, root / "train", root / "test")
-        return {"root": str(root), "embedded": False, "val_idx": None, "test_idx": None, "desc": str(root)}
+        return {"root": str(root), "embedded": False, "val_idx": None, "test_idx": None, "desc": str(root),
+                "transforms": _transforms(args, embedded=False)}
     val_idx, test_idx = cdata.stratified_split(val.targets, 0.5, seed=0)
     return {"root": str(root), "embedded": False, "val_idx": val_idx, "test_idx": test_idx,
-            "desc": f"{root} (val/ split 50/50 into val and test, stratified, seed 0)"}
+            "desc": f"{root} (val/ split 50/50 into val and test, stratified, seed 0)",
+            "transforms": _transforms(args, embedded=False)}
+
+
+def _transforms(args, embedded: bool) -> dict:
+    """core.data.build_transforms' kind (none: 'embedded', resize only) and crop scale for the spec."""
+    augment = args.augment or ("none" if embedded else "imagenet")
+    kind = "embedded" if augment == "none" else augment
+    return {"kind": kind, "crop_scale": args.crop_scale} if kind == "imagenet" else {"kind": kind}
 
 
 def load_data(spec: dict, img_size: int):
@@ -188,7 +219,7 @@ def load_data(spec: dict, img_size: int):
     from cydas_chain.core import data as cdata
 
     root = Path(spec["root"])
-    train_tf, val_tf = cdata.build_transforms(img_size, "embedded" if spec["embedded"] else "imagenet")
+    train_tf, val_tf = cdata.build_transforms(img_size, **spec["transforms"])
     train = cdata.image_folder(root / "train")
     if spec["val_idx"] is None:
         val, test = cdata.image_folder(root / "val", val_tf), cdata.image_folder(root / "test", val_tf)
@@ -318,6 +349,8 @@ def check_args(args) -> None:
         raise CydasError("--lr and --train-lr must be positive")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise CydasError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing:g}")
+    if not 0.0 < args.crop_scale <= 1.0:
+        raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale:g}")
     if min(args.draws) < 1:
         raise CydasError(f"--draws must be >= 1, got {' '.join(map(str, args.draws))}")
     if not 0 <= args.noise <= 255:
@@ -422,6 +455,7 @@ def main(argv=None) -> int:
     max_macs = int(round(args.flops * 1e6))
     sampler = PathSampler(table, max_macs, seed=args.path_seed)  # raises a one-line BudgetError
     randoms = [tuple(int(c) for c in p) for p in sampler.sample(args.paths)]
+    ends = space_ends(table) if args.yardstick else {}
     recipe = {"epochs": args.train_epochs, "lr": args.train_lr, "batch": args.train_batch,
               "label_smoothing": args.label_smoothing}
     common = {"data": data, "img_size": args.img_size, "device": args.device}
@@ -450,13 +484,13 @@ def main(argv=None) -> int:
                        "slots": list(DEFAULT_SLOTS)}
                 pending[pool.submit(train_job, job)] = key
 
-    for seed in search_seeds:  # the long jobs first
+    for seed in (() if args.yardstick else search_seeds):  # the long jobs first
         for name, w in SUPERNETS.items():
             job = {**common, "name": name, "out": str(args.out / f"supernet_{name}_seed{seed}"),
                    "paths": [list(p) for p in randoms], "search": {**search_cfg, "distill_weight": w, "seed": seed},
                    "evolution": {**evo_cfg, "seed": seed}}
             pending[pool.submit(search_job, job)] = (name, seed)
-    for p in randoms:
+    for p in sorted(ends.values(), key=table.path_macs, reverse=True) + randoms:
         train(p)
     done_count = 0
     try:
@@ -485,36 +519,90 @@ def main(argv=None) -> int:
     if pool.reused:
         print(f"reused {pool.reused} finished job(s) from {pool.cache_dir}", flush=True)
 
-    result = summarise(args, data, space, table, randoms, searches, trained, time.time() - t0)
+    if args.yardstick:
+        result, name, draw, show = yardstick_summary(args, data, space, table, randoms, ends, trained,
+                                                     time.time() - t0), "yardstick", plot_yardstick, print_yardstick
+    else:
+        result, name, draw, show = summarise(args, data, space, table, randoms, searches, trained,
+                                             time.time() - t0), "search_quality", plot, print_summary
     result["meta"]["reused_jobs"] = pool.reused  # their seconds are those of the run that made them
-    write_json(args.out / "search_quality.json", result)
-    plot(result, args.out / "search_quality.png")
-    print_summary(result)
-    print(f"\nwrote {args.out / 'search_quality.json'} and {args.out / 'search_quality.png'}")
+    write_json(args.out / f"{name}.json", result)
+    draw(result, args.out / f"{name}.png")
+    show(result)
+    print(f"\nwrote {args.out / (name + '.json')} and {args.out / (name + '.png')}")
     return 0
+
+
+def space_ends(table) -> dict:
+    """The smallest and the largest path of the whole space by MACs (per layer: the cheapest and the
+    dearest allowed choice; the cost is additive): the shallowest and the deepest, widest network."""
+    import numpy as np
+
+    mask, macs = table.space.choice_mask, table.macs
+    return {"smallest": tuple(int(c) for c in np.where(mask, macs, np.iinfo(np.int64).max).argmin(1)),
+            "largest": tuple(int(c) for c in np.where(mask, macs, -1).argmax(1))}
+
+
+def _entry(args, space, table, trained, path) -> dict:
+    """One architecture's standalone results over the seeds."""
+    runs = [trained[(tuple(path), s)] for s in range(args.seeds)]
+    return {"path": list(path), "arch": space.path_str(path), "macs": int(table.path_macs(path)),
+            "layers": _layers(path), **{k: [r[k] for r in runs] for k in ("val", "test", "test_loss")},
+            "train_top1_last": [r["train_top1"][-1] for r in runs], "train_seconds": [r["seconds"] for r in runs]}
+
+
+def _layers(path) -> int:
+    from cydas_chain.models.chain_arch import SKIP
+    return sum(1 for c in path if c != SKIP)
+
+
+def _correlations(x, y) -> dict:
+    from cydas_chain.core import stats
+    return {**stats.kendall_tau(x, y), **_rho(stats.spearman_rho(x, y))}
+
+
+def ground_truth(args, random_entries) -> tuple:
+    """The standalone results of the random paths as a measuring stick: the baselines that need no
+    training (MACs, depth) and the stick's own noise (seed spread, split-half reproduction)."""
+    import numpy as np
+
+    from cydas_chain.core import stats
+
+    test = np.array([e["test"] for e in random_entries])
+    val = np.array([e["val"] for e in random_entries])
+    # the standalone test loss (paths x seeds): a continuous measure of the same networks, which a few
+    # flipped borderline images move less than the top-1; negated where higher must be better
+    test_loss = np.array([e["test_loss"] for e in random_entries])
+    test_mean = test.mean(1)
+    # what a search must beat to be worth its cost: predictors that need no training at all
+    baselines = {k: _correlations([e[k] for e in random_entries], test_mean) for k in ("macs", "layers")}
+    half = args.seeds // 2
+
+    def split_half(x):
+        # Does the standalone order reproduce?  tau between the seed means of two disjoint halves of the seeds
+        # (with 2 seeds: seed 0 vs seed 1): the ground truth's own check, which the reliability (a model-based
+        # estimate, loose with few seeds) cannot replace.
+        return {**_correlations(x[:, :half].mean(1), x[:, half:2 * half].mean(1)),
+                "halves": [list(range(half)), list(range(half, 2 * half))]}
+
+    noise = {"test": stats.seed_spread(test), "val": stats.seed_spread(val), "test_loss": stats.seed_spread(test_loss),
+             "split_half_test": split_half(test), "split_half_test_loss": split_half(-test_loss),
+             "seed_pairs_test_tau": float(np.mean([stats.kendall_tau(test[:, a], test[:, b])["tau"]
+                                                   for a, b in itertools.combinations(range(args.seeds), 2)]))}
+    return baselines, noise
 
 
 def summarise(args, data, space, table, randoms, searches, trained, seconds) -> dict:
     import numpy as np
 
     from cydas_chain.core import stats
-    from cydas_chain.models.chain_arch import SKIP
-
-    seeds = range(args.seeds)
-
-    def acc(path, split):
-        return [trained[(tuple(path), s)][split] for s in seeds]
 
     def entry(path):
-        return {"path": list(path), "arch": space.path_str(path), "macs": int(table.path_macs(path)),
-                "val": acc(path, "val"), "test": acc(path, "test"), "test_loss": acc(path, "test_loss"),
-                "train_seconds": [trained[(tuple(path), s)]["seconds"] for s in seeds]}
+        return _entry(args, space, table, trained, path)
 
     random_entries = [entry(p) for p in randoms]
     test_mean = [float(np.mean(e["test"])) for e in random_entries]
     val_mean = [float(np.mean(e["val"])) for e in random_entries]
-    # the standalone test loss (paths x seeds): a continuous measure of the same networks, which a few
-    # flipped borderline images move less than the top-1; negated where higher must be better
     test_loss = np.array([e["test_loss"] for e in random_entries])
     search_seeds = sorted({seed for _, seed in searches})
     for i, e in enumerate(random_entries):  # each path's scores: one per search seed
@@ -522,9 +610,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
             for kind in SCORE_KINDS:
                 e[f"{name}_{kind}"] = [searches[(name, seed)][f"random_{kind}"][i] for seed in search_seeds]
 
-    def correlations(x, y):
-        return {**stats.kendall_tau(x, y), **_rho(stats.spearman_rho(x, y))}
-
+    correlations = _correlations
     ranking = {}
     for name in SUPERNETS:
         ranking[name] = {}
@@ -540,26 +626,7 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                 # tau between two searches of the same supernet: how much of its order is its own, not its seed's
                 "search_seed_agreement": float(np.mean(pairs)) if pairs else None,
                 "score_mean_std": stats.mean_std(sign * mean)}
-    # what a search must beat to be worth its cost: predictors that need no training at all
-    baselines = {"macs": [e["macs"] for e in random_entries],
-                 "layers": [sum(1 for c in e["path"] if c != SKIP) for e in random_entries]}
-    baselines = {k: {**stats.kendall_tau(v, test_mean), **_rho(stats.spearman_rho(v, test_mean))}
-                 for k, v in baselines.items()}
-    test = np.array([e["test"] for e in random_entries])
-    val = np.array([e["val"] for e in random_entries])
-    half = args.seeds // 2
-
-    def split_half(x):
-        # Does the standalone order reproduce?  tau between the seed means of two disjoint halves of the seeds
-        # (with 2 seeds: seed 0 vs seed 1): the ground truth's own check, which the reliability (a model-based
-        # estimate, loose with few seeds) cannot replace.
-        return {**correlations(x[:, :half].mean(1), x[:, half:2 * half].mean(1)),
-                "halves": [list(range(half)), list(range(half, 2 * half))]}
-
-    noise = {"test": stats.seed_spread(test), "val": stats.seed_spread(val), "test_loss": stats.seed_spread(test_loss),
-             "split_half_test": split_half(test), "split_half_test_loss": split_half(-test_loss),
-             "seed_pairs_test_tau": float(np.mean([stats.kendall_tau(test[:, a], test[:, b])["tau"]
-                                                   for a, b in itertools.combinations(range(args.seeds), 2)]))}
+    baselines, noise = ground_truth(args, random_entries)
 
     selection = {"random": {"test": stats.mean_std(test_mean), "val": stats.mean_std(val_mean),
                             "macs": stats.mean_std([e["macs"] for e in random_entries])}, "searched": {}}
@@ -583,19 +650,8 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                                                                     for t in v]))}
                                   for k, v in picks.items()}
     return {
-        "meta": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name(args.device),
-                 "workers": args.workers, "seconds": seconds, "data": data["desc"], "torch_threads_per_worker":
-                 1 if args.device == "cpu" else None,
-                 "command": "python bench/search_quality.py " + " ".join(sys.argv[1:])},
-        "settings": {"flops_m": args.flops, "paths": args.paths, "seeds": args.seeds, "path_seed": args.path_seed,
-                     "img_size": args.img_size,
-                     "noise": data.get("noise"), "draws": data.get("draws"),
-                     "recipe": {"epochs": args.train_epochs, "lr": args.train_lr, "batch": args.train_batch,
-                                "label_smoothing": args.label_smoothing,
-                                "optimizer": "timm momentum 0.9, weight decay 4e-5",
-                                "schedule": "timm CosineLRScheduler per step, half-epoch warm-up from lr/100",
-                                "init": "timm, classifier zeroed", "augmentation": "none (embedded)" if data["embedded"]
-                                else "core.data.build_transforms"},
+        "meta": _meta(args, data, seconds),
+        "settings": {**_settings(args, data),
                      "supernets": {n: {"distill_weight": w} for n, w in SUPERNETS.items()},
                      "search": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                 "eval_interval": args.eval_interval, "replace_gap": args.replace_gap,
@@ -613,6 +669,114 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
         "supernets": {f"{n}/seed{seed}": {k: v for k, v in r.items() if not k.startswith("random_")}
                       for (n, seed), r in sorted(searches.items())},
     }
+
+
+def _meta(args, data, seconds) -> dict:
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device_name(args.device),
+            "workers": args.workers, "seconds": seconds, "data": data["desc"], "torch_threads_per_worker":
+            1 if args.device == "cpu" else None, "command": "python bench/search_quality.py " + " ".join(sys.argv[1:])}
+
+
+def _settings(args, data) -> dict:
+    return {"flops_m": args.flops, "paths": args.paths, "seeds": args.seeds, "path_seed": args.path_seed,
+            "img_size": args.img_size, "noise": data.get("noise"), "draws": data.get("draws"),
+            "recipe": {"epochs": args.train_epochs, "lr": args.train_lr, "batch": args.train_batch,
+                       "label_smoothing": args.label_smoothing, "optimizer": "timm momentum 0.9, weight decay 4e-5",
+                       "schedule": "timm CosineLRScheduler per step, half-epoch warm-up from lr/100",
+                       "init": "timm, classifier zeroed",
+                       "augmentation": data["transforms"]}}
+
+
+def yardstick_summary(args, data, space, table, randoms, ends, trained, seconds) -> dict:
+    """--yardstick: is the standalone recipe on this data a ground truth, and what does it reward?"""
+    import numpy as np
+
+    from cydas_chain.core import stats
+
+    random_entries = [_entry(args, space, table, trained, p) for p in randoms]
+    baselines, noise = ground_truth(args, random_entries)
+    end_entries = {k: _entry(args, space, table, trained, p) for k, p in ends.items()}
+    for e in end_entries.values():
+        e["test_mean_std"] = stats.mean_std(e["test"])
+        e["rank_test"] = stats.rank_among(float(np.mean(e["test"])), [float(np.mean(r["test"])) for r in random_entries])
+    small, large = end_entries["smallest"], end_entries["largest"]
+    gap = {"test": stats.mean_difference(small["test"], large["test"]),
+           "test_loss": stats.mean_difference(large["test_loss"], small["test_loss"]),  # > 0: the largest is better
+           "spread": stats.seed_spread([small["test"], large["test"]])}
+    half, gap_p = noise["split_half_test"], gap["test"]["p"]
+    reproduces = bool(half["tau"] is not None and half["tau"] > 0 and half["p"] < 0.05)
+    if not gap_p < 0.05:  # also when NaN
+        rewards = "neither end (their difference is within the seed noise)"
+    elif gap["test"]["diff"] > 0:
+        rewards = "capacity (the largest path beats the smallest)"
+    else:
+        rewards = "fast training (the smallest path beats the largest: the recipe is too short for the larger nets)"
+    return {"meta": _meta(args, data, seconds), "settings": _settings(args, data),
+            "verdict": {"random_order_reproduces": reproduces, "rewards": rewards},
+            "seed_spread": noise, "baselines": baselines, "ends": end_entries, "ends_difference": gap,
+            "random": {"test": stats.mean_std([float(np.mean(e["test"])) for e in random_entries]),
+                       "train_top1_last": stats.mean_std([v for e in random_entries for v in e["train_top1_last"]])},
+            "random_paths": random_entries}
+
+
+def print_yardstick(res: dict) -> None:
+    s, m, n = res["settings"], res["meta"], res["seed_spread"]
+    print(f"\n== yardstick: {s['paths']} random paths <= {s['flops_m']:g}M MACs and the space's two ends x "
+          f"{s['seeds']} seeds, {s['recipe']['epochs']}-epoch recipe; {m['device']}, {m['seconds'] / 60:.1f} min ==")
+    print(f"  {'architecture':<18} {'MACs':>7} {'layers':>6} {'test top-1':>15} {'last train top-1':>17} "
+          f"{'rank among random':>18}")
+    r = res["random"]
+    print(f"  {'random (seed means)':<18} {'':>7} {'':>6} {r['test']['mean']:>7.2f} +- {r['test']['std']:<4.2f} "
+          f"{r['train_top1_last']['mean']:>17.1f}")
+    for name, e in res["ends"].items():
+        t, rk = e["test_mean_std"], e["rank_test"]
+        print(f"  {name:<18} {e['macs'] / 1e6:>6.0f}M {e['layers']:>6} {t['mean']:>7.2f} +- {t['std']:<4.2f} "
+              f"{sum(e['train_top1_last']) / len(e['train_top1_last']):>17.1f} {'%d / %d' % (rk['rank'], rk['of']):>18}")
+    g, sp = res["ends_difference"]["test"], res["ends_difference"]["spread"]
+    print(f"  largest - smallest: {_f(g['diff'])} points (Welch p {_f(g['p'], 3)}); reliability of the two ends "
+          f"{sp['reliability']:.2f}")
+    t, h = n["test"], n["split_half_test"]
+    print(f"  random paths: seed noise (within-path std) {t['within_std']:.2f}, the paths' own std "
+          f"{t['signal_std']:.2f} (reliability {t['reliability']:.2f}); seeds {h['halves'][0]} vs {h['halves'][1]}: "
+          f"tau {_f(h['tau'])} (p {_f(h['p'], 3)})")
+    b = res["baselines"]
+    print(f"  the random paths' seed means against MACs: tau {_f(b['macs']['tau'])} (p {_f(b['macs']['p'], 3)}), "
+          f"against depth: tau {_f(b['layers']['tau'])} (p {_f(b['layers']['p'], 3)})")
+    v = res["verdict"]
+    print(f"\n  the random paths' order {'reproduces' if v['random_order_reproduces'] else 'does NOT reproduce'} "
+          f"between the halves of the seeds; the recipe rewards {v['rewards']}")
+    if not v["random_order_reproduces"]:
+        print("  => on this data and recipe the full bench's tau and ranks cannot be told from chance: more data, "
+              "more seeds or a longer recipe first")
+
+
+def plot_yardstick(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    groups = [("random paths", res["random_paths"], "tab:grey")] + \
+        [(f"{k} path", [e], c) for (k, e), c in zip(res["ends"].items(), ("tab:blue", "tab:red"))]
+    for label, entries, color in groups:
+        x = np.array([e["macs"] / 1e6 for e in entries])
+        y = np.array([e["test"] for e in entries])
+        ax.scatter(np.repeat(x, y.shape[1]), y.ravel(), s=12, c=color, alpha=0.45)
+        ax.errorbar(x, y.mean(1), yerr=y.std(1, ddof=1), fmt="o", c=color, capsize=3, label=f"{label} (seed mean +- std)")
+    h, g = res["seed_spread"]["split_half_test"], res["ends_difference"]["test"]
+    ax.set_xlabel("MACs at 224x224 (M)")
+    ax.set_ylabel("standalone test top-1 % (dots: single seeds)")
+    ax.set_title(f"random paths: split-half tau {_f(h['tau'])} (p {_f(h['p'], 3)}), reliability "
+                 f"{res['seed_spread']['test']['reliability']:.2f}; largest - smallest {_f(g['diff'])} (p {_f(g['p'], 3)})",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.suptitle(textwrap.fill(f"{res['meta']['data']}; {res['settings']['recipe']['epochs']}-epoch recipe, "
+                               f"{res['settings']['seeds']} seeds; {res['meta']['device']}", 110), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _rho(d):

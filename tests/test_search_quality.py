@@ -47,7 +47,15 @@ def _finite_numbers(obj, where="json"):
 
 def test_tiny_run(tiny_data, tmp_path):
     out = tmp_path / "sq"
+    # First the ground truth alone (--yardstick): the random paths and the space's two ends, no supernet.
+    proc = run_tool(BENCH, "--data", tiny_data, "--out", out, *TINY, "--yardstick", check=True, timeout=300)
+    assert "the recipe rewards" in proc.stdout and not list(out.glob("supernet_*"))
+    yard = json.loads((out / "yardstick.json").read_text())
+    _check_yardstick(yard)
+    assert (out / "yardstick.png").stat().st_size > 10_000
+    # the full run reuses its 3 x 2 random trainings (the ends are not part of the full run)
     proc = run_tool(BENCH, "--data", tiny_data, "--out", out, *TINY, check=True, timeout=300)
+    assert "reused 6 finished job(s)" in proc.stdout
     assert "(a) ranking" in proc.stdout and "(b) selection" in proc.stdout
     res = json.loads((out / "search_quality.json").read_text())
     assert {"meta", "settings", "ranking", "seed_spread", "selection", "random_paths", "supernets"} <= set(res)
@@ -94,14 +102,43 @@ def test_tiny_run(tiny_data, tmp_path):
     # one runs again, and the numbers are the same.
     jobs = sorted((out / "jobs").glob("*.json"))
     trainings = [p for p in jobs if p.name.startswith("train_job_")]
-    assert len(jobs) - len(trainings) == 4 and len(trainings) >= 6  # 2 supernets x 2 seeds; 3 paths x 2 seeds
-    trainings[0].unlink()
+    # 2 supernets x 2 seeds; 3 paths x 2 seeds, the 2 ends x 2 seeds of the yardstick, the picks
+    assert len(jobs) - len(trainings) == 4 and len(trainings) >= 10
+    used = len(jobs) - 4  # the full run does not train the ends
+    randoms = [e["path"] for e in res["random_paths"]]
+    next(t for t in trainings if json.loads(t.read_text())["job"]["path"] in randoms).unlink()
     proc = run_tool(BENCH, "--data", tiny_data, "--out", out, *TINY, check=True, timeout=300)
-    assert f"reused {len(jobs) - 1} finished job(s)" in proc.stdout
+    assert f"reused {used - 1} finished job(s)" in proc.stdout
     again = json.loads((out / "search_quality.json").read_text())
-    assert again["meta"]["reused_jobs"] == len(jobs) - 1
+    assert again["meta"]["reused_jobs"] == used - 1
     for k in ("ranking", "selection", "random_paths", "seed_spread"):
         assert _without_seconds(again[k]) == _without_seconds(res[k])
+
+
+def _check_yardstick(yard):
+    """The numbers of a --yardstick run recomputed from its own per-seed results."""
+    import numpy as np
+
+    from cydas_chain.chain import build_cost_table
+    from cydas_chain.core import stats
+    from cydas_chain.models import DEFAULT_SLOTS, ChainSpace
+
+    table = build_cost_table(ChainSpace(DEFAULT_SLOTS), 10, 224)
+    ends = yard["ends"]
+    assert (ends["smallest"]["macs"], ends["largest"]["macs"]) == table.macs_range()  # the whole space's ends
+    assert ends["smallest"]["layers"] == 5 and ends["largest"]["layers"] == ChainSpace(DEFAULT_SLOTS).num_layers
+    assert len(yard["random_paths"]) == 3 and all(e["macs"] <= 400e6 for e in yard["random_paths"])
+    test = [e["test"] for e in yard["random_paths"]]
+    assert yard["seed_spread"]["test"] == pytest.approx(stats.seed_spread(test))
+    assert yard["random"]["test"]["mean"] == pytest.approx(float(np.mean(test)))
+    gap = yard["ends_difference"]["test"]
+    assert gap["diff"] == pytest.approx(np.mean(ends["largest"]["test"]) - np.mean(ends["smallest"]["test"]))
+    if gap["p"] is not None and gap["p"] < 0.05:
+        assert yard["verdict"]["rewards"].startswith("capacity" if gap["diff"] > 0 else "fast training")
+    else:
+        assert yard["verdict"]["rewards"].startswith("neither")
+    for e in ends.values():
+        assert len(e["test"]) == len(e["train_top1_last"]) == 2 and e["rank_test"]["of"] == 4
 
 
 def _without_seconds(obj):

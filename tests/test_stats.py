@@ -51,3 +51,18 @@ def test_mean_std_and_seed_spread():
     assert s["signal_std"] == pytest.approx(math.sqrt(5.5)) and s["reliability"] == pytest.approx(5.5 / 6.125)
     flat = stats.seed_spread([[90, 92], [92, 90]])  # same means: all of it is seed noise
     assert flat["signal_std"] == 0.0 and flat["reliability"] == 0.0
+
+
+def test_mean_difference_welch():
+    # a = 1, 2, 3 (mean 2, variance 1), b = 4, 6, 8 (mean 6, variance 4): diff 4, squared standard
+    # error 1/3 + 4/3 = 5/3, t = 4 / sqrt(5/3); Welch-Satterthwaite df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 50/17
+    d = stats.mean_difference([1, 2, 3], [4, 6, 8])
+    assert d["diff"] == pytest.approx(4.0) and d["t"] == pytest.approx(4 / math.sqrt(5 / 3))
+    assert d["df"] == pytest.approx(50 / 17)
+    from scipy.stats import t as student_t
+    assert d["p"] == pytest.approx(2 * student_t.sf(4 / math.sqrt(5 / 3), 50 / 17))
+    assert 0.04 < d["p"] < 0.07  # t 3.10 on ~2.9 df: between the 5% (3.18 at df 3) and 10% points
+    assert stats.mean_difference([4, 6, 8], [1, 2, 3])["t"] == pytest.approx(-d["t"])  # b - a: the sign flips
+    undefined = stats.mean_difference([1, 1], [2, 2])  # no variance on either side
+    assert undefined["diff"] == 1.0 and math.isnan(undefined["p"])
+    assert math.isnan(stats.mean_difference([1], [2, 3])["t"])

@@ -88,3 +88,20 @@ def seed_spread(acc: Sequence[Sequence[float]]) -> Dict[str, float]:
     return {"mean_abs_diff": float(np.mean(diffs)), "within_std": within, "between_std": between,
             "signal_std": float(np.sqrt(signal_var)), "reliability": signal_var / between ** 2 if between > 0 else 0.0,
             "items": int(a.shape[0]), "seeds": int(a.shape[1])}
+
+
+def mean_difference(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
+    """``mean(b) - mean(a)`` with Welch's t-test (unequal variances) for it: ``diff``, ``t``, ``p``
+    (two-sided) and the Welch-Satterthwaite ``df``; t, p and df NaN when undefined (fewer than 2
+    values a side, or no variance on either side)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    diff = float(y.mean() - x.mean()) if x.size and y.size else float("nan")
+    nan = {"diff": diff, "t": float("nan"), "p": float("nan"), "df": float("nan")}
+    if x.size < 2 or y.size < 2:
+        return nan
+    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    if vx + vy == 0:
+        return nan
+    r = _scipy_stats().ttest_ind(y, x, equal_var=False)
+    df = (vx + vy) ** 2 / (vx ** 2 / (x.size - 1) + vy ** 2 / (y.size - 1))
+    return {"diff": diff, "t": _finite(r.statistic), "p": _finite(r.pvalue), "df": float(df)}
