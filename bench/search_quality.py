@@ -38,7 +38,8 @@ networks train on train and report val and test.  Why noise: on the clean digits
 budget scores 96-98.6% and the seed decides their order (reliability 0, docs/chain.md); --noise 0
 gives them back.  The noise does not cure it: with 4 seeds the halves of the seeds still order the
 paths independently (tau 0.02, docs/chain.md), so read the summary's split-half line first; a
-yardstick that passes it needs more data than a CPU hour trains on (CIFAR-10 with --data, a GPU).
+yardstick that passes it needs more data than a CPU hour trains on (MNIST did not either, at 3 or
+10 epochs: docs/chain.md; CIFAR-10 with --data on a GPU is the run).
 --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
 stratified; bench/make_folder.py writes MNIST or CIFAR so).  Transforms are core.data.build_transforms',
 the search tool's by default: for the digits, resize to --img-size and ImageNet normalisation, no
@@ -54,7 +55,8 @@ continues; add --seeds / --paths / --search-seeds and only the new jobs run.
   python bench/search_quality.py                                  # noisy digits, 400M MACs, CPU
   python bench/search_quality.py --seeds 4                        # the committed run (docs/chain.md)
   python bench/search_quality.py --device cuda --workers 4 --paths 40 --seeds 4
-  python bench/search_quality.py --data /data/cifar_folder --img-size 32 --train-epochs 30
+  python bench/make_folder.py cifar10 cifar-10-batches-py data/cifar10 --val 5000
+  python bench/search_quality.py --data data/cifar10 --augment cifar --train-epochs 30 --yardstick
 """
 import argparse
 import itertools
