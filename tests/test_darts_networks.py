@@ -130,7 +130,9 @@ def test_timm_contract(name, size, reductions):
     torch.testing.assert_close(torch.jit.script(model)(x), model(x))
     model.reset_classifier(0)
     assert model(x).shape == (2, model.num_features)
-    model.reset_classifier(3)
+    model.reset_classifier(0, "")  # timm's contract: no pooling either, the 4-D features
+    torch.testing.assert_close(model(x), feats)
+    model.reset_classifier(3, "avg")
     assert model(x).shape == (2, 3)
 
 

@@ -98,7 +98,9 @@ def test_default_cfg_consistency(name):
     assert isinstance(model.get_submodule(cfg["first_conv"]), torch.nn.Conv2d)
     model.reset_classifier(0)
     assert model(x).shape == (1, model.head_hidden_size)
-    model.reset_classifier(3)
+    model.reset_classifier(0, "")  # no pooling either: the 4-D features (timm's contract)
+    assert model(x).ndim == 4
+    model.reset_classifier(3, "avg")
     assert model(x).shape == (1, 3)
     data_cfg = resolve_data_config({}, model=model)
     assert data_cfg["input_size"] == (3, 224, 224) and data_cfg["crop_pct"] == 0.875

@@ -187,7 +187,7 @@ class DartsEvalNetwork(nn.Module):
         self.embed = nn.ModuleList(StageEmbedding(ch, num_classes, embed_hidden) for ch in stage_channels) \
             if embed_hidden else None
         self.num_features = self.head_hidden_size = c_p
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.drop = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(c_p, num_classes) if num_classes > 0 else nn.Identity()
         if device is not None or dtype is not None:  # timm's builder keywords
@@ -276,7 +276,7 @@ class DartsEvalNetwork(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
