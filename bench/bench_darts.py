@@ -85,7 +85,8 @@ def main():
     net = CONFIGS[args.config]
     g = torch.Generator().manual_seed(0)
     n = args.steps * args.batch_size
-    data = TensorDataset(torch.randn(n, 3, net["image_size"], net["image_size"], generator=g),
+    data = TensorDataset(torch.randint(0, 256, (n, 3, net["image_size"], net["image_size"]), generator=g,
+                                       dtype=torch.uint8),  # uint8, normalised on the device as every tool's
                          torch.randint(0, 10, (n,), generator=g))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name} | torch {torch.__version__} | config {args.config} {net} | batch {args.batch_size}, "
@@ -101,7 +102,9 @@ def main():
     for label, s in (("first-order DARTS", darts), ("CyDAS", cydas)):
         time_epochs(s, 1, device)  # warm-up epoch (allocations, first regeneration)
         results[label] = time_epochs(s, args.epochs, device)
-    x, y = data.tensors[0][:args.batch_size].to(device), data.tensors[1][:args.batch_size].to(device)
+    from cydas_chain.core.data import normalize_uint8
+    x = normalize_uint8(data.tensors[0][:args.batch_size].to(device), darts.mean, darts.std)
+    y = data.tensors[1][:args.batch_size].to(device)
     steps = {label: time_steps(s, x, y, args.repeats, device) for label, s in (("first-order DARTS", darts),
                                                                               ("CyDAS", cydas))}
     print(f"\n{'':20s} {'epoch (s), mean':>16s} {'per step (s)':>13s}")

@@ -41,30 +41,30 @@ def curve(name: str, steps: int, every: int, out: Path) -> list:
 
     s = SETTINGS[name]
     root = cdata.make_digits_folder(cdata.embedded_data_root())
-    tf, _ = cdata.build_transforms(32, "embedded")
-    train, val, classes = cdata.train_val_folders(root, None, tf)
+    tf = cdata.build_transforms(32, "embedded")
+    train, val, classes = cdata.train_val_folders(root, None, tf.eval)
     epochs = -(-steps // (len(train) // 64)) + 1
     cfg = SearchConfig(max_macs=int(400e6), epochs=epochs, batch_size=64, img_size=32, lr=s["lr"],
                        lr_warmup_epochs=s["lr_warmup_epochs"], warmup_epochs=epochs - 1, eval_interval=10 ** 9,
                        val_subset=len(val), weight_sharing=s["weight_sharing"], distill_weight=0.0, seed=0)
-    search = ChainSearch(cfg, train, tf, val, classes, out / f"run_{name}", DistInfo(), get_logger("bench"))
+    search = ChainSearch(cfg, train, tf.train, val, classes, out / f"run_{name}", DistInfo(), get_logger("bench"),
+                         normalize=(tf.mean, tf.std))
     if s["timm_classifier"]:  # timm's EfficientNet init of the classifier, U(+-1/sqrt(classes))
         r = 1 / math.sqrt(len(classes))
         torch.nn.init.uniform_(search.supernet.classifier.weight, -r, r)
     probe = [tuple(int(c) for c in p) for p in search.sampler.sample(5)]
     rows, ces, t0 = [], [], time.time()
-    while search.step < steps:
-        for x, y in search._loader(search.step // search.steps_per_epoch, search.step % search.steps_per_epoch):
-            path = tuple(int(c) for c in search.sampler.sample())
-            ces.append(search.train_step(x, y, path)["ce"])
-            search.step += 1
-            if search.step % every == 0:
-                rows.append({"step": search.step, "train_ce": float(np.mean(ces[-every:])),
-                             "val_top1": float(np.mean(search.score(probe))), "seconds": time.time() - t0})
-                print(f"{name:12s} step {search.step:4d}  train CE {rows[-1]['train_ce']:.3f}  "
-                      f"val top-1 {rows[-1]['val_top1']:5.1f}%", flush=True)
-            if search.step >= steps:
-                break
+    for x, y in search.batches():
+        path = tuple(int(c) for c in search.sampler.sample())
+        ces.append(float(search.train_step(x, y, path)["ce"]))
+        search.step += 1
+        if search.step % every == 0:
+            rows.append({"step": search.step, "train_ce": float(np.mean(ces[-every:])),
+                         "val_top1": float(np.mean(search.score(probe))), "seconds": time.time() - t0})
+            print(f"{name:12s} step {search.step:4d}  train CE {rows[-1]['train_ce']:.3f}  "
+                  f"val top-1 {rows[-1]['val_top1']:5.1f}%", flush=True)
+        if search.step >= steps:
+            break
     return rows
 
 

@@ -215,20 +215,20 @@ def _transforms(args, embedded: bool) -> dict:
 
 
 def load_data(spec: dict, img_size: int):
-    """(train without transform, its transform, val, test, classes) from a spec."""
+    """(train without transform, the transforms (train, eval, mean, std), val, test, classes) from a spec."""
     from torch.utils.data import Subset
 
     from cydas_chain.core import data as cdata
 
     root = Path(spec["root"])
-    train_tf, val_tf = cdata.build_transforms(img_size, **spec["transforms"])
+    tf = cdata.build_transforms(img_size, **spec["transforms"])
     train = cdata.image_folder(root / "train")
     if spec["val_idx"] is None:
-        val, test = cdata.image_folder(root / "val", val_tf), cdata.image_folder(root / "test", val_tf)
+        val, test = cdata.image_folder(root / "val", tf.eval), cdata.image_folder(root / "test", tf.eval)
     else:
-        base = cdata.image_folder(root / "val", val_tf)
+        base = cdata.image_folder(root / "val", tf.eval)
         val, test = Subset(base, spec["val_idx"]), Subset(base, spec["test_idx"])
-    return train, train_tf, val, test, train.classes
+    return train, tf, val, test, train.classes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,15 +258,19 @@ def search_job(job: dict) -> dict:
     from cydas_chain.core.logging import get_logger
 
     t0 = time.time()
-    train, train_tf, val, _, classes = load_data(job["data"], job["img_size"])
+    train, tf, val, _, classes = load_data(job["data"], job["img_size"])
     cfg = SearchConfig(**job["search"])
     out = Path(job["out"])
     log = get_logger(f"cydas.search_quality.{job['name']}", out)
     for h in log.handlers:  # the search's log goes to OUT/supernet_*/log.txt; only warnings on the console
         if not isinstance(h, logging.FileHandler):
             h.setLevel(logging.WARNING)
-    search = ChainSearch(cfg, train, train_tf, val, classes, out, DistInfo(device=torch.device(job["device"])), log,
-                         workers=0, save_interval=10 ** 9, data_desc=job["data"]["desc"])
+    from cydas_chain.core.speed import resolve_speed
+
+    device = torch.device(job["device"])
+    search = ChainSearch(cfg, train, tf.train, val, classes, out, DistInfo(device=device), log, workers=0,
+                         save_interval=10 ** 9, data_desc=job["data"]["desc"], speed=resolve_speed(device),
+                         normalize=(tf.mean, tf.std))
     search.run()
     t_search = time.time() - t0
     teacher = [int(c) for c in search.board.teacher.path]
@@ -287,51 +291,45 @@ def search_job(job: dict) -> dict:
 
 
 def train_job(job: dict) -> dict:
-    """Train the standalone network of one path with the fixed recipe and one seed; val and test top-1."""
+    """Train the standalone network of one path with the fixed recipe and one seed (the one training driver,
+    ``cydas_chain.train.driver``); val and test top-1."""
     import timm
     import torch
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
     from torch import nn
-    from torch.utils.data import DataLoader
 
     import cydas_chain  # noqa: F401  (registers the timm model)
     from cydas_chain.core.seed import seed_everything
+    from cydas_chain.core.speed import resolve_speed
     from cydas_chain.models import ChainSpace
-    from cydas_chain.core.loop import evaluate, train_one_epoch
+    from cydas_chain.train.driver import Parts, Trainer, TrainOptions
 
     t0 = time.time()
     r = job["recipe"]
     device = torch.device(job["device"])
-    train, train_tf, val, test, classes = load_data(job["data"], job["img_size"])
-    train.transform = train_tf
+    train, tf, val, test, classes = load_data(job["data"], job["img_size"])
+    train.transform = tf.train
     seed_everything(job["seed"])
     arch = ChainSpace(tuple(job["slots"])).arch(job["path"])
     model = timm.create_model("cydas_chain", arch=arch, num_classes=len(classes), drop_rate=0.0, drop_path_rate=0.0)
     head = model.get_classifier()
     nn.init.zeros_(head.weight)  # as the supernet: timm's init gives logits of std ~3 with 10 classes
     nn.init.zeros_(head.bias)
-    model.to(device)
-    g = torch.Generator()
-    g.manual_seed(job["seed"])
-    loader = DataLoader(train, batch_size=r["batch"], shuffle=True, drop_last=True, generator=g, num_workers=0)
-    steps = len(loader) * r["epochs"]
-    optimizer = create_optimizer_v2(model, "momentum", lr=r["lr"], weight_decay=4e-5, momentum=0.9)
-    scheduler = CosineLRScheduler(optimizer, t_initial=steps, lr_min=0.0, warmup_t=max(1, len(loader) // 2),
-                                  warmup_lr_init=r["lr"] * 0.01, t_in_epochs=False)
-    amp = device.type == "cuda"
-    scaler = None
-    if amp:
-        from timm.utils import NativeScaler
-        scaler = NativeScaler()
-    criterion = nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"])
-    step, hist = 0, []
-    for epoch in range(r["epochs"]):
-        m, step = train_one_epoch(model, loader, criterion, optimizer, device, scheduler=scheduler, step=step,
-                                  scaler=scaler, amp=amp, desc=f"train {epoch}")
-        hist.append(m["train_top1"])
-    ev = {split: evaluate(model, DataLoader(ds, batch_size=256, num_workers=0), device, amp)
-          for split, ds in (("val", val), ("test", test))}
+
+    def parts(net, updates_per_epoch):
+        steps = updates_per_epoch * r["epochs"]
+        optimizer = create_optimizer_v2(net, "momentum", lr=r["lr"], weight_decay=4e-5, momentum=0.9)
+        scheduler = CosineLRScheduler(optimizer, t_initial=steps, lr_min=0.0, warmup_t=max(1, updates_per_epoch // 2),
+                                      warmup_lr_init=r["lr"] * 0.01, t_in_epochs=False)
+        return Parts(optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"]))
+
+    trainer = Trainer(model, train, {"val": val, "test": test}, mean=tf.mean, std=tf.std, make_parts=parts,
+                      options=TrainOptions(epochs=r["epochs"], batch_size=r["batch"], seed=job["seed"]),
+                      speed=resolve_speed(device), log=logging.getLogger("cydas.search_quality.train"))
+    trainer.fit(evaluate=())  # the held-out splits once, at the end
+    hist = [row["train_top1"] for row in trainer.history]
+    ev = {split: trainer.evaluate(split) for split in ("val", "test")}
     return {"key": job["key"], "val": ev["val"]["top1"], "test": ev["test"]["top1"], "val_loss": ev["val"]["loss"],
             "test_loss": ev["test"]["loss"], "train_top1": hist, "seconds": time.time() - t0}
 
@@ -467,7 +465,7 @@ def main(argv=None) -> int:
                       temperature=1.0, eval_interval=args.eval_interval, val_subset=len(val_set), replace_test="mcnemar",
                       replace_alpha=0.05, replace_gap=args.replace_gap,
                       slots=tuple(DEFAULT_SLOTS), weight_sharing="entangled",
-                      final="teacher", calib_batches=args.calib_batches, amp=args.device.startswith("cuda"))
+                      final="teacher", calib_batches=args.calib_batches)
     evo_cfg = dict(population=args.population, generations=args.generations, parents=args.parents,
                    mutation_prob=0.1, crossover_share=0.5)
     search_seeds = range(args.search_seed, args.search_seed + args.search_seeds)

@@ -68,8 +68,10 @@ def test_outputs(finished):
         else:
             assert score <= teacher or (macs > teacher_macs and score <= teacher + gap) or int(e["wins"]) <= int(
                 e["losses"]) or float(e["p_value"]) >= arch["search"]["replace_alpha"]
-    metrics = read(finished, "metrics.csv").splitlines()
-    assert len(metrics) == 1 + 10 and "teacher_macs" in metrics[0]
+    rows = list(csv.DictReader(io.StringIO(read(finished, "metrics.csv"))))
+    # one row at every application of the rule (and every --log-interval steps): the means since the last row
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10] and {r["steps"] for r in rows} == {"2"}
+    assert "teacher_macs" in rows[0] and all(r["score"] for r in rows)
     assert (finished / "search.png").stat().st_size > 10_000
     ckpt = torch.load(finished / "checkpoints" / "last.pth", weights_only=True)
     assert ckpt["step"] == 10
@@ -83,9 +85,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(data, finished, tmp_pat
                                     env=ENV)["step"]
     assert step in (3, 6, 9) and not (out / "arch.json").exists()
     run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume", env=ENV, check=True)
-    for name in ("arch.json", "teacher_history.json", "evaluations.csv"):
-        assert read(out, name) == read(finished, name), name
-    assert len(read(out, "metrics.csv").splitlines()) == 1 + 10  # the re-done steps logged once
+    for name in ("arch.json", "teacher_history.json", "evaluations.csv", "metrics.csv"):
+        assert read(out, name) == read(finished, name), name  # the re-done steps logged once, alike
 
 
 def error_line(proc):
@@ -157,14 +158,14 @@ def test_ddp_two_processes_train_the_same_paths(data, tmp_path):
            "--data", str(data), "--out", str(out), *TINY]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # every step compares the ranks' sampled paths (a mismatch stops the run); metrics.csv has the path of each step
-    assert proc.stderr.count("the 2 processes trained the same path at every step") == 1
-    paths = [r["path"] for r in csv.DictReader(io.StringIO(read(out, "metrics.csv")))]
-    assert len(paths) == 10 and all(p.count("|") == 4 for p in paths)
+    # every checkpoint compares the ranks' sampled paths and their weights (a mismatch stops the run)
+    assert proc.stderr.count("the 2 processes trained the same path at every step and held the same weights at "
+                             "every checkpoint") == 1
+    rows = list(csv.DictReader(io.StringIO(read(out, "metrics.csv"))))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10] and all(r["path"].count("|") == 4 for r in rows)
     arch = json.loads(read(out, "arch.json"))
     assert arch["search"]["world_size"] == 2 and arch["fvcore_macs"] <= 400e6
     assert proc.stderr.count("searched architecture") == 1  # written and reported once
-    assert len(read(out, "metrics.csv").splitlines()) == 1 + 10
 
 
 def test_warmup_then_distillation_and_the_rule(data, tmp_path):
@@ -172,11 +173,11 @@ def test_warmup_then_distillation_and_the_rule(data, tmp_path):
     import csv
 
     out = tmp_path / "warm"
-    # 5 steps an epoch: warm-up of 1.2 epochs = 6 steps; the bare rule, so replacements can happen
+    # 5 steps an epoch: warm-up of 1.2 epochs = 6 steps; the bare rule, so replacements can happen; a row a step
     run_tool(TOOL, "--data", data, "--out", out, *TINY[:2], "--epochs", "4", *TINY[4:], "--warmup-epochs", "1.2",
-             "--replace-test", "none", env=ENV, check=True)
+             "--replace-test", "none", "--log-interval", "1", env=ENV, check=True)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [int(r["step"]) for r in rows] == list(range(1, 21))
+    assert [int(r["step"]) for r in rows] == list(range(1, 21)) and {r["steps"] for r in rows} == {"1"}
     warm = [r for r in rows if int(r["step"]) <= 6]
     after = [r for r in rows if int(r["step"]) > 6]
     assert all(float(r["kd"]) == 0.0 for r in warm)
@@ -217,7 +218,8 @@ def test_the_search_learns_on_user_data(tmp_path):
     out = tmp_path / "learn"
     run_tool(TOOL, "--data", data, "--out", out, "--flops", "400", "--epochs", "10", "--batch-size", "24",
              "--img-size", "32", "--lr", "0.05", "--crop-scale", "1.0", "--eval-interval", "10",
-             "--val-subset", "80", "--save-interval", "1000", "--workers", "0", env=ENV, check=True)
+             "--val-subset", "80", "--save-interval", "1000", "--workers", "0", "--log-interval", "1",
+             env=ENV, check=True)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     chance = math.log(4)
     first = sum(float(r["ce"]) for r in rows[:10]) / 10

@@ -89,13 +89,14 @@ def test_loss_decreases_on_a_repeated_batch(tmp_path):
     labels = [i % 4 for i in range(32)]
     data = TensorImageDataset(images, labels, classes=list("abcd"))
     from torchvision import transforms as T
-    tf = T.ToTensor()
+    from cydas_chain.core.data import normalize_uint8
+    tf = T.PILToTensor()  # uint8, as build_transforms gives: the search normalises on the device
     cfg = SearchConfig(max_macs=int(400e6), epochs=40, batch_size=16, img_size=16, lr=0.02, lr_warmup_epochs=0,
                        eval_interval=1, val_subset=8, seed=0)
     search = ChainSearch(cfg, data, tf, TensorImageDataset(images[:8], labels[:8], tf, list("abcd")),
                          list("abcd"), tmp_path, DistInfo(), get_logger("test_chain"))
-    x = torch.stack([tf(data[i][0]) for i in range(16)])
+    x = normalize_uint8(torch.stack([tf(data[i][0]) for i in range(16)]), search.mean, search.std)
     y = torch.tensor(labels[:16])
     path = search.board.teacher.path  # the teacher's own path: KL starts near 0
-    losses = [search.train_step(x, y, path)["loss"] for _ in range(20)]
+    losses = [float(search.train_step(x, y, path)["loss"]) for _ in range(20)]
     assert np.mean(losses[-5:]) < 0.2 * np.mean(losses[:3]), losses

@@ -298,6 +298,38 @@ def test_written_once_reuses_and_replaces_whole_copies(tmp_path):
     assert (own / "keep.txt").exists() and (own / "f").exists()
 
 
+def _write_slowly(root, name):
+    import time
+    for i in range(20):
+        (root / f"{name}_{i}").write_text(name)
+        time.sleep(0.005)
+
+
+def _write_shared(root, start):
+    start.wait()  # both writers begin together
+    written_once(root, {"v": 1}, lambda r: _write_slowly(r, str(os.getpid())))
+
+
+def test_written_once_by_two_processes_at_once(tmp_path):
+    """Two writers of the same copy (the ranks of a run) both end with one whole copy, no error, and no
+    temporary folder left behind."""
+    import multiprocessing
+
+    root = tmp_path / "shared"
+    ctx = multiprocessing.get_context("fork")  # the writers only touch files
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_write_shared, args=(root, start)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    files = sorted(p.name for p in root.iterdir())
+    assert len(files) == 21 and "dataset.json" in files  # one writer's 20 files and the marker
+    assert len({(root / f).read_text() for f in files if f != "dataset.json"}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["shared"]
+
+
 def test_data_errors(tmp_path):
     with pytest.raises(DataError, match="not found"):
         train_val_folders(tmp_path / "nope")

@@ -68,7 +68,7 @@ def test_missing_and_corrupt(tmp_path):
 
 def test_search_split_halves(tmp_path):
     write_cifar(tmp_path, per_batch=8)
-    train, val, classes, desc = search_splits("cifar10", tmp_path, 32, seed=0)
+    train, val, classes, desc, _ = search_splits("cifar10", tmp_path, 32, seed=0)
     assert len(train) == len(val) == 20  # 4 images a class: 2 + 2
     assert not set(train.indices) & set(val.indices) and len(classes) == 10
 
@@ -76,7 +76,7 @@ def test_search_split_halves(tmp_path):
 def test_imagenet_folder_subset_and_split(tmp_path):
     from cydas_chain.core.data import make_shapes_folder
     root = make_shapes_folder(tmp_path / "folder", train_per_class=8, val_per_class=1, image_size=8)
-    train, val, classes, _ = search_splits("imagenet", root, 8, seed=0, fraction=0.5)
+    train, val, classes, _, _ = search_splits("imagenet", root, 8, seed=0, fraction=0.5)
     assert len(classes) == 10 and len(train) == len(val) == 20  # 4 of 8 images a class, then 2 + 2
     x, y = train[0]
     assert tuple(x.shape) == (3, 8, 8)

@@ -17,7 +17,7 @@ def tiny_data(n=32, size=8, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     labels = (np.arange(n) % classes).tolist()
-    tf = T.Compose([T.RandomHorizontalFlip(), T.ToTensor()])  # random: resume must restore RNG state
+    tf = T.Compose([T.RandomHorizontalFlip(), T.PILToTensor()])  # uint8, as build_transforms gives; random
     return TensorImageDataset(images, labels, tf, classes=[str(c) for c in range(classes)])
 
 
@@ -283,7 +283,7 @@ cfg, _ = tool.build_config(args, 3)
 cfg.embed_hidden = 8
 rng = np.random.default_rng(0)
 data = TensorImageDataset(rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8), (np.arange(32) % 3).tolist(),
-                          T.ToTensor(), classes=["a", "b", "c"])
+                          T.PILToTensor(), classes=["a", "b", "c"])
 s = CyclicSearcher(cfg, data, data)
 seen = {"arch": [], "weight": [], "eval": [], "lr": []}
 for name, key in (("arch_step", "arch"), ("weight_step", "weight"), ("train_eval_step", "eval")):

@@ -21,6 +21,33 @@ def run(tool, *args, tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
 
 
+def torchrun(tool, *args, tmp_path):
+    """``tool`` under torchrun with 2 CPU processes (gloo)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "tools" / tool), *map(str, args)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def varied_imagenet_folder(root, classes=3, per_class=8):
+    """The ImageNet layout with images of many sizes: a random-resized crop draws a number of random numbers that
+    depends on the image, so ranks whose streams fed augmentation would drift apart."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            d = root / split / f"c{c}"
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                h, w = rng.integers(20, 60, 2)
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.jpg")
+    return root
+
+
 def assert_one_error_line(proc, pattern):
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -132,6 +159,38 @@ def test_train_cell_resume_and_eval_only(tmp_path):
     assert "eval_top1=" in proc.stdout
 
 
+@pytest.mark.slow
+def test_search_cell_ranks_agree_on_an_imagenet_folder(tmp_path):
+    """Two processes, an ImageNet-style folder of images of many sizes, random-resized crops: both ranks hold
+    the same search and evaluation networks at every checkpoint (the run stops otherwise), across two
+    evaluation networks."""
+    data = varied_imagenet_folder(tmp_path / "in")
+    out = tmp_path / "s"
+    proc = torchrun("search_cell.py", "--dataset", "imagenet", "--data", data, "--img-size", "32", *TINY_SEARCH,
+                    "--pretrain-epochs", "0", "--epochs", "2", "--eval-epochs", "1", "--batch-size", "8",
+                    "--subset-fraction", "1", "--workers", "0", "--device", "cpu", "--out", out, tmp_path=tmp_path)
+    assert "the 2 processes held the same weights at every checkpoint" in proc.stderr
+    assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_train_cell_on_two_processes_continues_a_one_process_run(tmp_path):
+    """A one-process epoch, then two processes (total batch 50: 25 each) continue it: the data streams are
+    re-seeded (one line says so), both ranks hold the same weights, one checkpoint holds both ranks' RNG."""
+    import torch
+
+    out = tmp_path / "train"
+    args = ["--genotype", "dartsv2", "--out", out, "--channels", "4", "--layers", "3", "--batch-size", "50",
+            "--workers", "0", "--device", "cpu"]
+    assert run("train_cell.py", *args, "--epochs", "1", tmp_path=tmp_path).returncode == 0
+    proc = torchrun("train_cell.py", *args, "--epochs", "2", "--resume", tmp_path=tmp_path)
+    assert "was written by 1 process(es), this run has 2" in proc.stderr
+    assert "the 2 processes held the same weights at every checkpoint" in proc.stderr
+    state = torch.load(out / "checkpoints" / "last.pth", weights_only=True)
+    assert state["epoch"] == 2 and len(state["rng"]) == 2 and state["kind"] == "cydas_chain/train"
+    assert [r["step"] for r in rows(out / "metrics.csv")] == ["1", "2"]
+
+
 def test_bad_input_gives_one_line(tmp_path):
     assert_one_error_line(run("search_cell.py", "--dataset", "cifar10", "--data", tmp_path / "none",
                               "--out", tmp_path / "o", tmp_path=tmp_path), "CIFAR-10 not found")
@@ -148,6 +207,11 @@ def test_bad_input_gives_one_line(tmp_path):
     assert corrupt.read_bytes().startswith(b"PK")  # nothing already written is lost
     assert_one_error_line(run("train_cell.py", "--eval-only", "--checkpoint", corrupt, tmp_path=tmp_path),
                           "cannot read checkpoint")
+    assert_one_error_line(run("train_cell.py", "--batch-size", "50", "--accum-steps", "3", "--out", tmp_path / "t",
+                              tmp_path=tmp_path), "--batch-size 50 (the total) is not divisible by 1 process(es) x 3")
+    assert not (tmp_path / "t").exists()  # nothing written
+    assert_one_error_line(run("search_cell.py", "--amp", "fp16", "--device", "cpu", "--out", tmp_path / "c",
+                              tmp_path=tmp_path), "--amp fp16 needs a CUDA device")
 
 
 def tool_module(name):

@@ -23,7 +23,7 @@ def parser():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--eval-only", action="store_true")
-    add_run_arguments(p, "runs/x", 0, amp="default: off")
+    add_run_arguments(p, "runs/x")
     return p
 
 
@@ -102,6 +102,9 @@ def test_every_tool_has_the_same_run_group():
         group = next(g for g in tool(name).build_parser()._action_groups if g.title == "run")
         flags = [a.option_strings[0] for a in group._group_actions]
         assert flags[:5] == ["--out", "--resume", "--seed", "--workers", "--device"], (name, flags)
+        assert {"--amp", "--channels-last", "--compile", "--log-interval"} <= set(flags), (name, flags)
+        amp = next(a for a in group._group_actions if a.dest == "amp" and a.option_strings == ["--amp"])
+        assert (amp.default, amp.const) == ("auto", "auto"), name
         resume = next(a for a in group._group_actions if a.dest == "resume")
         assert (resume.nargs, resume.const, resume.default, resume.metavar) == ("?", "", None, "CKPT"), name
         p = tool(name).build_parser()

@@ -95,7 +95,9 @@ def test_outputs_and_lr_of_a_run(reference_run, data):
     assert [int(r["step"]) for r in rows] == [1, 2]
     state = ckpt(out / "checkpoints" / "last.pth")
     assert state["epoch"] == 2 and state["step"] == 2 * (24 // 8)
-    assert set(state) >= {"state_dict", "state_dict_ema", "optimizer", "scheduler", "rng"}
+    assert state["kind"] == "cydas_chain/train"  # the one training driver's format
+    assert set(state) >= {"state_dict", "state_dict_ema", "optimizer", "rng", "best", "config"}
+    assert "scheduler" not in state  # a function of the step and the recipe: set from the step on resume
 
 
 @pytest.mark.slow
@@ -198,7 +200,8 @@ def test_ddp_two_processes_train_resume_and_evaluate_like_one(reference_run, dat
          "--epochs", 2, "--batch-size", 8, "--img-size", 16, "--warmup-epochs", 0, "--aa", "none", "--workers", 0,
          "--device", "cpu"], out / "checkpoints" / "last.pth", env={"OMP_NUM_THREADS": "1"})
     assert first["epoch"] == 1
-    torchrun("--out", out, "--resume", "--aa", "none", "--workers", 0, "--device", "cpu")
+    proc = torchrun("--out", out, "--resume", "--aa", "none", "--workers", 0, "--device", "cpu")
+    assert "the 2 processes held the same weights at every checkpoint" in proc.stderr  # checked before each save
     state = ckpt(out / "checkpoints" / "last.pth")
     assert (state["epoch"], state["step"], len(state["rng"])) == (2, 2 * 24 // (2 * 4), 2)
     assert json.loads((out / "config.json").read_text())["total_batch"] == 8
@@ -213,6 +216,31 @@ def test_ddp_two_processes_train_resume_and_evaluate_like_one(reference_run, dat
     both = json.loads(lines[0])
     assert both["images"] == single["images"] == 12
     assert both["top1"] == pytest.approx(single["top1"]) and both["top5"] == pytest.approx(single["top5"])
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_at_the_same_total_batch_and_resume_it(data, tmp_path):
+    """convnext_atto (LayerNorm: no batch statistics), total batch 8: one process of 8 images and two of 4 see
+    the same images with the same crops (seeded per image) and end an epoch with the same weights, up to float
+    summation; then the one-process run continues on two processes."""
+    common = ["--model", "convnext_atto", "--data", data, "--batch-size", 8, "--img-size", 32, "--warmup-epochs", 0,
+              "--aa", "none", "--drop", 0, "--drop-path", 0, "--workers", 0, "--device", "cpu", "--seed", 1]
+    run_tool(*common, "--epochs", 1, "--out", tmp_path / "one")
+    torchrun(*common, "--epochs", 1, "--out", tmp_path / "two")
+    one, two = ckpt(tmp_path / "one" / "checkpoints" / "last.pth"), ckpt(tmp_path / "two" / "checkpoints" / "last.pth")
+    assert one["step"] == two["step"] == 3
+    for key in ("state_dict", "state_dict_ema"):
+        for name, tensor in one[key].items():
+            torch.testing.assert_close(two[key][name], tensor, atol=2e-5, rtol=1e-4, msg=f"{key}.{name}")
+    moved = ckpt(tmp_path / "one" / "checkpoints" / "best.pth")  # (and training did change the weights)
+    assert one["metrics"]["train_loss"] > 0 and moved["epoch"] == 1
+    # a one-process checkpoint continued by two processes: one line says the data streams are re-seeded
+    proc = torchrun("--out", tmp_path / "one", "--resume", "--epochs", 2, "--workers", 0, "--device", "cpu")
+    assert "was written by 1 process(es), this run has 2" in proc.stderr
+    assert "the 2 processes held the same weights at every checkpoint" in proc.stderr
+    state = ckpt(tmp_path / "one" / "checkpoints" / "last.pth")
+    assert (state["epoch"], state["step"], len(state["rng"])) == (2, 6, 2)
+    assert [int(r["step"]) for r in read_metrics(tmp_path / "one")] == [1, 2]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,7 +270,8 @@ def test_missing_data_dir_exits_2(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupt", "empty", "missing", "other_arch", "other_model", "no_resume_point",
-                                  "malformed_arch", "arch_of_another_space", "unknown_model", "existing_run"])
+                                  "malformed_arch", "arch_of_another_space", "unknown_model", "existing_run",
+                                  "indivisible_batch", "fp16_on_cpu"])
 def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, capsys):
     from cydas_chain.core.cli import run_tool as cli
 
@@ -276,6 +305,12 @@ def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, cap
             "'darts' space"
     elif case == "unknown_model":
         argv, expect = ["--model", "no_such_net", "--data", str(data), "--out", str(tmp_path / "o")], "unknown model"
+    elif case == "indivisible_batch":
+        argv, expect = ["--data", str(data), "--out", str(tmp_path / "o"), "--batch-size", "10", "--accum-steps", "4",
+                        "--device", "cpu"], "--batch-size 10 (the total) is not divisible by 1 process(es) x 4"
+    elif case == "fp16_on_cpu":
+        argv, expect = ["--data", str(data), "--out", str(tmp_path / "o"), "--amp", "fp16", "--device", "cpu"], \
+            "--amp fp16 needs a CUDA device"
     else:  # a second run into the folder of a finished one must not overwrite it
         argv, expect = ["--data", str(data), "--out", str(reference_run)], "already holds a run"
     with pytest.raises(SystemExit) as exit_info:

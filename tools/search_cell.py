@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NAS-Bench-201 API file (.pth) or NATS-Bench topology file/folder you have "
                         "(--space nb201): report the found cell's CIFAR-10 / CIFAR-100 / ImageNet16-120 "
                         "accuracies after every epoch and in the result files (see tools/nb201_lookup.py)")
-    add_run_arguments(p, "runs/search_cell", 0)
+    add_run_arguments(p, "runs/search_cell")
     return p
 
 
@@ -136,7 +136,7 @@ def write_outputs(out: Path, searcher, bench=None) -> None:
 
 def main(argv=None) -> int:
     args, run = parse_run_args(build_parser(), argv)
-    from cydas_chain.core.distributed import is_main_process, process_group
+    from cydas_chain.core.distributed import default_workers, is_main_process, process_group
     from cydas_chain.core.logging import MetricWriter, get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
     from cydas_chain.darts.nb201_bench import NB201Bench
@@ -145,7 +145,10 @@ def main(argv=None) -> int:
 
     if args.nb201_api is not None and not cell_space(args.space).benchmark:
         raise CydasError("--nb201-api needs --space nb201")
+    from cydas_chain.core.speed import resolve_speed
+
     with process_group(args.device) as dist:
+        speed = resolve_speed(dist.device, args.amp, args.channels_last, args.compile)
         # the benchmark file is read once, before the search, by the process that writes the results
         bench = NB201Bench(args.nb201_api) if args.nb201_api is not None and is_main_process() else None
         image_size = args.img_size or (EMBEDDED_IMAGE_SIZE if args.data is None else
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
         fraction = args.subset_fraction or (0.2 if args.dataset == "imagenet" and args.data else 1.0)
         if not 0.0 < fraction <= 1.0:
             raise CydasError(f"--subset-fraction must be in (0, 1], got {fraction}")
-        train, val, classes, desc = search_splits(args.dataset, args.data, image_size, args.seed, fraction)
+        train, val, classes, desc, tf = search_splits(args.dataset, args.data, image_size, args.seed, fraction)
         cfg, preset = build_config(args, len(classes))
         run.start({**asdict(cfg), "dataset": args.dataset, "data": args.data, "img_size": image_size,
                    "subset_fraction": fraction}, may_change=("epochs",))
@@ -161,10 +164,12 @@ def main(argv=None) -> int:
         log.info("data: %s", desc)
         if bench is not None:
             log.info("NAS-Bench-201: %d cells in %s (%s)", len(bench), args.nb201_api, bench.source)
-        log.info("preset %s, device %s, %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
-                 preset, dist.device, dist.world_size, cfg.batch_size // dist.world_size, cfg.batch_size,
-                 cfg.w_lr, asdict(cfg))
-        searcher = CyclicSearcher(cfg, train, val, dist.device, num_workers=args.workers)
+        log.info("preset %s, device %s (%s), %d process(es) of %d images a step (total batch %d, lr %.4g): %s",
+                 preset, dist.device, speed.describe(), dist.world_size, cfg.batch_size // dist.world_size,
+                 cfg.batch_size, cfg.w_lr, asdict(cfg))
+        workers = default_workers(dist.device) if args.workers is None else args.workers
+        searcher = CyclicSearcher(cfg, train, val, dist.device, num_workers=workers, speed=speed, mean=tf.mean,
+                                  std=tf.std, log_interval=args.log_interval)
         if searcher.steps_per_epoch() < 1:
             raise CydasError(f"the total batch of {cfg.batch_size} is larger than the split "
                              f"({min(len(train), len(val))} images): lower --batch-size")
@@ -191,6 +196,8 @@ def main(argv=None) -> int:
 
         searcher.run(checkpoint=run.last, on_epoch=on_epoch)
         metrics.close()
+        if dist.world_size > 1:
+            log.info("the %d processes held the same weights at every checkpoint", dist.world_size)
         if is_main_process():
             write_outputs(args.out, searcher, bench)
             log.info("final genotype written to %s", args.out / "genotype.json")

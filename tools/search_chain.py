@@ -27,7 +27,7 @@ is far above chance, but it is small: architectures found on it say nothing abou
 Defaults (--data DIR | embedded):  --epochs 120 | 8, --warmup-epochs epochs/6 (Cream: 20 of 120),
 --lr-warmup-epochs epochs/40 (Cream: 3 of 120), --batch-size 1024 | 64 (total over all processes),
 --lr 0.5 * batch / 1024 | 0.1, --img-size 224 | 32, --eval-interval 100 | 8 steps, --val-subset
-5000 | 359 (all) images, --workers min(8, CPUs) | 0, --save-interval 1000 | 50 steps.  The
+5000 | 359 (all) images, --workers (cores per process - 1 on a GPU) | 0, --save-interval 1000 | 50 steps.  The
 paper's settings on ImageNet: SGD momentum 0.9, weight decay 4e-5, lr 0.5 per 1024 images of total
 batch (scaled linearly), linear decay to 0.  MACs are always counted at the deployment resolution
 --cost-size (224), whatever --img-size.
@@ -43,8 +43,7 @@ from cydas_chain.core.errors import CydasError
 from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 REAL_DEFAULTS = dict(epochs=120, batch_size=1024, img_size=224, eval_interval=100, val_subset=5000,
-                     workers=min(8, os.cpu_count() or 1), save_interval=1000, population=50, generations=20,
-                     parents=10)
+                     save_interval=1000, population=50, generations=20, parents=10)
 EMBEDDED_DEFAULTS = dict(epochs=8, batch_size=64, lr=0.1, img_size=32, eval_interval=8, val_subset=359,
                          workers=0, save_interval=50, population=16, generations=6, parents=4)
 
@@ -111,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "board), distil from the best (default: 1)")
     g.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (default: 1)")
     g.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (default: 1)")
-    g = add_run_arguments(p, "runs/search_chain", None, "min(8, CPUs) | 0", amp="default: on for CUDA")
+    g = add_run_arguments(p, "runs/search_chain", "with --data: on a GPU the cores of this process's share but one, up "
+                                                  "to 12, on the CPU 1; 0 on the embedded data", accumulation=True)
     g.add_argument("--save-interval", type=int, default=None, help="steps between checkpoints (1000 | 50)")
     return p
 
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         raise CydasError(f"--slots takes comma-separated integers like 4,4,5,4,4, got {args.slots!r}") from None
 
     from cydas_chain.core import data as cdata
-    from cydas_chain.core.distributed import barrier, is_main_process, process_group
+    from cydas_chain.core.distributed import accumulation_steps, default_workers, main_first, process_group
     from cydas_chain.core.logging import get_logger
     from cydas_chain.chain.evolution import EvolutionConfig
     from cydas_chain.chain.searcher import ChainSearch, SearchConfig
@@ -147,24 +147,21 @@ def main(argv=None) -> int:
         # cores are busy with other work its spin-waits made steps 10-20x slower (measured).
         import torch
         torch.set_num_threads(1)
-    with process_group(args.device) as dist:
-        amp = dist.device.type == "cuda" if args.amp is None else args.amp
-        if amp and dist.device.type != "cuda":
-            raise CydasError("--amp needs a CUDA device")
+    from cydas_chain.core.speed import resolve_speed
 
+    with process_group(args.device) as dist:
+        speed = resolve_speed(dist.device, args.amp, args.channels_last, args.compile)
+        accum = accumulation_steps(args.batch_size, dist.world_size, args.accum_steps, args.device_batch)
+        workers = args.workers if args.workers is not None else 0 if embedded else default_workers(dist.device)
         if embedded:
-            root = cdata.embedded_data_root()
-            if is_main_process():
-                cdata.make_digits_folder(root)
-            barrier()
+            root = main_first(lambda: cdata.make_digits_folder(cdata.embedded_data_root()))
             data_desc = f"embedded handwritten digits ({root})"
         else:
             root, data_desc = args.data, str(args.data)
         if not 0.0 < args.crop_scale <= 1.0:
             raise CydasError(f"--crop-scale must be in (0, 1], got {args.crop_scale}")
-        train_tf, val_tf = cdata.build_transforms(args.img_size, "embedded" if embedded else "imagenet",
-                                                 crop_scale=args.crop_scale)
-        train_set, val_set, classes = cdata.train_val_folders(root, None, val_tf, seed=args.seed)
+        tf = cdata.build_transforms(args.img_size, "embedded" if embedded else "imagenet", crop_scale=args.crop_scale)
+        train_set, val_set, classes = cdata.train_val_folders(root, None, tf.eval, seed=args.seed)
 
         # the options named as a field (--epochs, --batch-size, --lr, --seed, ...) as given, then the others
         named = {f.name: getattr(args, f.name) for f in fields(SearchConfig) if hasattr(args, f.name)}
@@ -175,14 +172,16 @@ def main(argv=None) -> int:
             slots=slots, evolution=dict(population=args.population, generations=args.generations,
                                         parents=args.parents, mutation_prob=args.mutation_prob,
                                         crossover_share=args.crossover_share),
-            amp=amp, world_size=dist.world_size)})
+            accum_steps=accum, world_size=dist.world_size)})
         EvolutionConfig(**cfg.evolution)  # check the evolution settings before the search, not after it
         log = get_logger("cydas.search_chain", run.out)
-        log.info("data: %s, %d classes, %d train / %d val images; device %s x %d", data_desc, len(classes),
-                 len(train_set), len(val_set), dist.device, dist.world_size)
-        search = ChainSearch(cfg, train_set, train_tf, val_set, classes, run, dist, log, workers=args.workers,
+        log.info("data: %s, %d classes, %d train / %d val images; device %s x %d (%s), %d loader process(es) each",
+                 data_desc, len(classes), len(train_set), len(val_set), dist.device, dist.world_size,
+                 speed.describe(), workers)
+        search = ChainSearch(cfg, train_set, tf.train, val_set, classes, run, dist, log, workers=workers,
                              save_interval=args.save_interval, data_desc=data_desc,
-                             latency_cache=cdata.embedded_data_root().parent / "latency")
+                             latency_cache=cdata.embedded_data_root().parent / "latency", speed=speed,
+                             normalize=(tf.mean, tf.std), log_interval=args.log_interval)
         search.run()
     return 0
 

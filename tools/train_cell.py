@@ -12,14 +12,16 @@ Examples:
 Recipes (defaults; every option overrides):
   CIFAR:    600 epochs, batch 128, SGD momentum 0.9, lr 0.025 cosine to 0, weight decay 5e-4,
             drop-path 0.3 (ramped linearly), auxiliary weight 0.4, cutout 16, 36 channels, 20 cells
-  ImageNet: 250 epochs, batch 128, lr 0.5 cosine with 5 warmup epochs, weight decay 3e-5,
-            label smoothing 0.1, auxiliary weight 0.4, 48 channels, 14 cells, 224 px
+  ImageNet: 250 epochs, total batch 1024 (8 GPUs x 128), lr 0.5 cosine with 5 warmup epochs, weight
+            decay 3e-5, label smoothing 0.1, auxiliary weight 0.4, 48 channels, 14 cells, 224 px, SyncBN
+            (the released CyDAS retraining; docs/darts.md has the sources)
   tiny:     (no --data) 2 epochs on the embedded 32 px 'shapes' set, 8 channels, 5 cells: a smoke run
 
 --genotype: a published name (dartsv1, dartsv2, pdarts, pcdarts_cifar, pcdarts_imagenet, cydas_cifar,
 cydas_imagenet), a genotype.json written by search_cell.py, or an official genotype file.
---batch-size is the total batch over all processes (each of W processes loads batch / W images a step),
-as in every tool; --lr is used as given, whatever the number of processes.
+--batch-size is the total batch over all processes and accumulation steps (each of W processes runs
+batch / (W x --accum-steps) images a forward), as in every tool; the recipe's lr belongs to its total
+batch and follows a changed --batch-size linearly; --lr is used as given.
 Writes to --out: checkpoints/last.pth (what --resume continues; --epochs may change on --resume, nothing
 else may: the cosine then runs to the new length from the epoch reached), checkpoints/best.pth (best top-1), config.json, metrics.csv, tb/, log.txt; accuracies in percent.
 """
@@ -56,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{text} (default: the recipe's)")
         if former:  # the former spelling, still accepted
             p.add_argument(f"--{former}", dest=dest, type=kind, help=argparse.SUPPRESS)
-    add_run_arguments(p, "runs/train_cell", 2)
+    p.add_argument("--sync-bn", dest="sync_bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="synchronise batch-norm statistics over the processes (default: the recipe's; ImageNet on)")
+    add_run_arguments(p, "runs/train_cell", accumulation=True)
     return p
 
 
@@ -66,7 +70,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args, run = parse_run_args(build_parser(), argv, fresh=("checkpoint",), no_run="eval_only")
-    from cydas_chain.darts.retrain import RetrainConfig, evaluate_checkpoint, retrain
+    from cydas_chain.train.cells import RetrainConfig, evaluate_checkpoint, retrain
     from cydas_chain.models.darts.genotypes import resolve_genotype
 
     genotype = resolve_genotype(args.genotype)  # bad names / files fail before anything starts
@@ -74,15 +78,15 @@ def main(argv=None) -> int:
         genotype = None  # the checkpoint's
     cfg = RetrainConfig(genotype=genotype, dataset=args.dataset, data=args.data, out=args.out,
                         overrides=vars(args), seed=args.seed, device=args.device,  # the recipe's keys are used
-                        workers=args.workers, checkpoint=args.checkpoint)
+                        workers=args.workers, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                        accum_steps=args.accum_steps, device_batch=args.device_batch,
+                        log_interval=args.log_interval, checkpoint=args.checkpoint)
     if args.eval_only and args.checkpoint is None:
         raise CydasError("--eval-only needs --checkpoint PATH")
     if args.eval_only:
         m = evaluate_checkpoint(cfg)
         print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
     else:
-        run.start({"genotype": genotype.to_dict(), "dataset": args.dataset, "data": args.data,
-                   "recipe": cfg.recipe()}, may_change=("recipe.epochs",))
         retrain(cfg, run)
     return 0
 

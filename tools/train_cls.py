@@ -20,8 +20,8 @@ Checkpoints keep weights under 'state_dict' and EMA weights under 'state_dict_em
 
 Examples:
   python tools/train_cls.py --out runs/cls_shapes                      # embedded set, CPU, minutes
-  torchrun --nproc_per_node 8 tools/train_cls.py --model cydas_b --data /data/imagenet --amp \\
-      --out runs/cydas_b_in1k                                         # the paper's setting
+  torchrun --nproc_per_node 8 tools/train_cls.py --model cydas_b --data /data/imagenet \\
+      --out runs/cydas_b_in1k                                         # the paper's recipe, bf16 on the GPUs
   python tools/train_cls.py --arch runs/search_chain/arch.json --data /data/imagenet --out runs/x
   python tools/train_cls.py --out runs/cydas_b_in1k --resume           # continue with the run's settings
   python tools/train_cls.py --eval-only --checkpoint runs/x/checkpoints/best.pth --data /data/imagenet
@@ -49,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--arch", help="an arch.json of the chain space (from tools/search_chain.py): "
                                     "trains timm.create_model('cydas_chain', arch=ARCH)")
     p.add_argument("--data", help="ImageNet-style folder (train/ and val/); default: the embedded shapes set")
-    p.add_argument("--epochs", type=int, help=f"total epochs of the schedule ({data_default('epochs')})")
-    p.add_argument("--batch-size", type=int, help=f"total batch over all processes ({data_default('batch_size')})")
+    p.add_argument("--epochs", type=int, help=f"total epochs of the schedule; may grow on --resume, the cosine then "
+                                              f"runs to the new length ({data_default('epochs')})")
+    p.add_argument("--batch-size", type=int,
+                   help=f"total batch over all processes (and accumulation steps): the images of one update, "
+                        f"whatever the number of GPUs; the default lr follows it linearly "
+                        f"({data_default('batch_size')})")
     p.add_argument("--img-size", type=int, help=f"training and evaluation resolution ({data_default('img_size')})")
     p.add_argument("--lr", type=float, help=f"peak learning rate, used as given (default: {r.base_lr} x "
                                             f"--batch-size / 1024)")
@@ -76,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--smoothing", type=float, default=r.smoothing, help="label smoothing (default: %(default)s)")
     rec.add_argument("--ema-decay", type=float, default=r.ema_decay, help="(default: %(default)s)")
     rec.add_argument("--no-ema", action="store_true", help="no EMA of the weights")
-    add_run_arguments(p, "runs/train_cls", 4, amp="default: off")
+    g = add_run_arguments(p, "runs/train_cls", accumulation=True)
+    g.add_argument("--sync-bn", action="store_true",
+                   help="synchronise batch-norm statistics over the processes (timm's SyncBatchNorm)")
     return p
 
 
@@ -88,7 +94,9 @@ def main(argv=None) -> int:
                     smoothing=args.smoothing, ema=not args.no_ema, ema_decay=args.ema_decay)
     cfg = TrainConfig(model=args.model, arch=args.arch, data=args.data, out=args.out, epochs=args.epochs,
                       batch_size=args.batch_size, img_size=args.img_size, lr=args.lr, workers=args.workers,
-                      seed=args.seed, device=args.device, amp=bool(args.amp), val_fraction=args.val_fraction,
+                      seed=args.seed, device=args.device, amp=args.amp, channels_last=args.channels_last,
+                      compile=args.compile, accum_steps=args.accum_steps, device_batch=args.device_batch,
+                      sync_bn=args.sync_bn, log_interval=args.log_interval, val_fraction=args.val_fraction,
                       resume=args.resume, checkpoint=args.checkpoint, recipe=recipe)
     if args.eval_only:
         metrics = evaluate_checkpoint(cfg)

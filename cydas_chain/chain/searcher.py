@@ -14,9 +14,17 @@ touched by these forwards (:func:`frozen_bn_stats`) and are only kept so that an
 sensible ones to start from.
 
 Determinism, for an exact ``--resume``: the data order is a seeded permutation per epoch, each
-image's augmentation is seeded by (seed, epoch, index), paths come from the sampler's own seeded
-generator (identical on every DDP rank, so every rank trains the same path), and the checkpoint
-holds everything else that changes (weights, optimizer, scheduler, scaler, sampler, board, RNGs).
+image's augmentation is seeded by (seed, epoch, index) (``core.loader``; the BN-calibration images by a
+fixed key of their own, so a resumed run recalibrates on the crops an uninterrupted one sees), paths
+come from the sampler's own seeded generator (identical on every DDP rank, so every rank trains the
+same path), and the checkpoint holds everything else that changes (weights, optimizer, scheduler,
+scaler, sampler, board, RNGs).
+
+Speed: batches arrive as uint8 and are normalised on the device (``core.loader``); mixed precision and
+channels-last come from :class:`~cydas_chain.core.speed.Speed`; no step syncs with the host except
+to score (every ``eval_interval`` steps) and to log (every ``log_interval`` steps).  ``--compile``
+compiles the fixed parts (stem, first stage, last stage and head): the searched layers run another
+op every step, and compiling each (layer, op) would make 126 graphs a resolution.
 """
 from __future__ import annotations
 
@@ -24,23 +32,28 @@ import contextlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.optim import create_optimizer_v2
 from timm.scheduler import PolyLRScheduler
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from ..core.distill import soft_target_kl
-from ..core.distributed import DistInfo, all_reduce_sum, is_main_process, same_on_all_ranks
+from ..core.distributed import (DistInfo, agree_on_weights, all_reduce_sum, broadcast_object, is_main_process,
+                                micro_batch, same_on_all_ranks)
+from ..core.data import normalize_uint8
 from ..core.errors import CheckpointError, CydasError, DataError
+from ..core.loader import SeededSamples, make_loader
 from ..core.logging import MetricWriter, progress
 from ..core.run import RunDir, load_states
 from ..core.seed import rng_state, seed_everything, set_rng_state
+from ..core.speed import Speed
 from ..models import DEFAULT_SLOTS, ChainSpace, create_chain_model
 from .board import Board, Entry, ReplacementRule, mcnemar_p
 from .evolution import Evolution, EvolutionConfig
@@ -82,7 +95,7 @@ class SearchConfig:
     final: str = "teacher"  # what becomes arch.json: the last teacher (the paper) or the evolution's best
     evolution: Optional[dict] = None  # EvolutionConfig fields (None: its defaults), used with final="evolution"
     calib_batches: int = 20  # training batches that recalibrate BN before a recalibrated score
-    amp: bool = False
+    accum_steps: int = 1  # micro-batches of batch_size / (world_size x accum_steps) images an update
     world_size: int = 1
 
     @property
@@ -109,21 +122,25 @@ def frozen_bn_stats(model: nn.Module):
             m.train(training)
 
 
-class SeededAugment(Dataset):
-    """Applies ``transform`` with the torch RNG seeded by (seed, epoch, index): the augmentation of
-    an image does not depend on the worker, the batch position or an interrupted run."""
+class EpochOrder(Sampler):
+    """This rank's ``(epoch, index)`` keys from batch ``start`` of ``epoch`` on (:class:`SeededSamples`' keys):
+    the epoch's seeded permutation cut into total batches, this rank's slice of each."""
 
-    def __init__(self, dataset: Dataset, transform, seed: int):
-        self.dataset, self.transform, self.seed, self.epoch = dataset, transform, seed, 0
+    def __init__(self, n: int, seed: int, batch_size: int, local_batch: int, rank: int, steps_per_epoch: int):
+        self.n, self.seed, self.batch, self.local, self.rank = n, seed, batch_size, local_batch, rank
+        self.steps = steps_per_epoch
+        self.epoch = self.start = 0
+
+    def set_position(self, epoch: int, start: int) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        epoch, order, r = self.epoch, epoch_order(self.n, self.seed, self.epoch), self.rank * self.local
+        return ((epoch, int(i)) for k in range(self.start, self.steps)
+                for i in order[k * self.batch + r:k * self.batch + r + self.local])
 
     def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        img, target = self.dataset[i]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, self.epoch, int(i))) & 0x7FFF_FFFF_FFFF_FFFF)
-            return self.transform(img), target
+        return (self.steps - self.start) * self.local
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -135,15 +152,23 @@ class ChainSearch:
 
     def __init__(self, cfg: SearchConfig, train_set: Dataset, train_transform, val_set: Dataset,
                  classes: Sequence[str], out_dir: Path | RunDir, dist: DistInfo, logger, workers: int = 0,
-                 save_interval: int = 500, data_desc: str = "", latency_cache: Optional[Path] = None):
+                 save_interval: int = 500, data_desc: str = "", latency_cache: Optional[Path] = None,
+                 speed: Optional[Speed] = None,
+                 normalize: Tuple[Sequence[float], Sequence[float]] = (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+                 log_interval: int = 50):
+        """``train_set`` gives PIL images that ``train_transform`` turns into uint8 tensors, ``val_set``
+        uint8 tensors (``core.data.build_transforms``); ``normalize`` = (mean, std) of the device-side
+        normalisation."""
         self.run_dir = out_dir if isinstance(out_dir, RunDir) else RunDir(out_dir)  # RunDir.open: the tool's guard
         self.cfg, self.classes, self.out, self.dist, self.log = cfg, list(classes), self.run_dir.out, dist, logger
         self.workers, self.save_interval, self.data_desc = workers, save_interval, data_desc
+        self.log_interval = max(1, log_interval)
         self.device = dist.device
-        if cfg.batch_size % dist.world_size:
-            raise CydasError(f"--batch-size {cfg.batch_size} is not divisible by the {dist.world_size} processes")
-        self.local_batch = cfg.batch_size // dist.world_size
-        self.train_set = SeededAugment(train_set, train_transform, cfg.seed)
+        self.speed = speed or Speed(self.device)
+        self.mean, self.std = (tuple(v) for v in normalize)
+        self.micro_batch = micro_batch(cfg.batch_size, dist.world_size, cfg.accum_steps)  # images of one forward
+        self.local_batch = self.micro_batch * cfg.accum_steps  # this rank's images of one update
+        self.train_set = SeededSamples(train_set, cfg.seed, train_transform)
         self.steps_per_epoch = len(train_set) // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise DataError(f"the training set has {len(train_set)} images, fewer than one batch of "
@@ -162,12 +187,17 @@ class ChainSearch:
         self.latency = None
         if cfg.max_latency_ms is not None:
             self.log.info("measuring the per-layer latency table on %s (cached) ...", self.device)
-            table, fixed = measure_latency_table(self.space, len(self.classes), cfg.cost_size, self.device,
-                                                 cache_dir=latency_cache)
+            # measured once, on the main process; every rank samples with that one table
+            table, fixed = broadcast_object(measure_latency_table(
+                self.space, len(self.classes), cfg.cost_size, self.device, cache_dir=latency_cache)
+                if is_main_process() else None)
             self.latency = Limit("latency", table, fixed, cfg.max_latency_ms, "ms")
             limits.append(self.latency)
         self.sampler = PathSampler(self.table, cfg.max_macs, cfg.min_macs, limits, seed=cfg.seed)
-        self.supernet.to(self.device)
+        self.speed.prepare(self.supernet)
+        if self.speed.compile:  # the fixed parts; the searched layers switch ops every step (module doc)
+            self.supernet.forward_stem = torch.compile(self.supernet.forward_stem)
+            self.supernet.forward_head = torch.compile(self.supernet.forward_head)
         first = tuple(int(c) for c in self.sampler.sample())
         self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size,
                            ReplacementRule(cfg.replace_test, cfg.replace_alpha, cfg.replace_gap))
@@ -179,63 +209,80 @@ class ChainSearch:
                                              weight_decay=cfg.weight_decay, momentum=cfg.momentum)
         self.scheduler = PolyLRScheduler(self.optimizer, t_initial=self.total_steps, power=1.0, t_in_epochs=False,
                                          warmup_t=int(round(cfg.lr_warmup_epochs * self.steps_per_epoch)))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp)
+        self.scaler = self.speed.grad_scaler()
         self.model = self.supernet
         if dist.distributed:  # every rank trains the same path; the other blocks get no gradient
             self.model = nn.parallel.DistributedDataParallel(
                 self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
+        self.order = EpochOrder(len(train_set), cfg.seed, cfg.batch_size, self.local_batch, dist.rank,
+                                self.steps_per_epoch)
+        self.train_loader = make_loader(self.train_set, self.local_batch, device=self.device, mean=self.mean,
+                                        std=self.std, sampler=self.order, drop_last=True, workers=workers)
         self.val_batches = self._load_val_subset(val_set)
         self._calib: Optional[List[torch.Tensor]] = None  # loaded on first use (evolution, benchmarks)
         self.step = 0
+        # loss, ce, kd, acc summed on the device over the steps since the last metrics row (checkpointed, so a
+        # resumed run's rows are the uninterrupted one's)
+        self.interval, self.interval_steps = torch.zeros(4, device=self.device), 0
 
     # ---- data ---------------------------------------------------------------------------------
     def _load_val_subset(self, val_set: Dataset):
-        """The fixed validation subset (this rank's share), preloaded as batches on the device."""
+        """The fixed validation subset (this rank's share), preloaded as normalised batches on the device."""
         n = min(self.cfg.val_subset, len(val_set))
         self.val_count = n
         # A fixed random subset in random order: scoring uses batch statistics, so a batch must mix
         # the classes (ImageFolder lists them class by class).
         idx = np.random.default_rng([self.cfg.seed, 7]).permutation(len(val_set))[:n]
         idx = idx[self.dist.rank::self.dist.world_size]
-        loader = DataLoader(torch.utils.data.Subset(val_set, idx.tolist()), batch_size=self.local_batch,
-                            num_workers=self.workers)
-        return [(x.to(self.device), y.to(self.device)) for x, y in loader]
+        loader = make_loader(torch.utils.data.Subset(val_set, idx.tolist()), self.micro_batch, device=self.device,
+                             mean=self.mean, std=self.std, workers=self.workers)
+        return [(self.speed.inputs(x), y) for x, y in loader]
 
-    def _loader(self, epoch: int, start: int) -> DataLoader:
-        """This rank's batches of ``epoch`` from batch ``start`` on."""
-        self.train_set.epoch = epoch
-        order = epoch_order(len(self.train_set), self.cfg.seed, epoch)
-        b, r = self.cfg.batch_size, self.dist.rank * self.local_batch
-        idx = [int(i) for k in range(start, self.steps_per_epoch)
-               for i in order[k * b + r:k * b + r + self.local_batch]]
-        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=idx, drop_last=True,
-                          num_workers=self.workers, pin_memory=self.device.type == "cuda")
+    def batches(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's training batches (normalised, on the device) from the step reached to the last: the
+        caller counts ``self.step`` up by one a batch."""
+        while self.step < self.total_steps:
+            self.order.set_position(*divmod(self.step, self.steps_per_epoch))
+            yield from self.train_loader
 
     # ---- one training step --------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.cfg.amp)
+        return self.speed.autocast()
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, path: Sequence[int]) -> Dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, path: Sequence[int]) -> Dict[str, torch.Tensor]:
+        """One update of ``path`` on this rank's batch ``x`` (``accum_steps`` micro-batches, DDP synchronising
+        the last): cross-entropy plus distillation from the teacher after the warm-up.  Returns the batch's
+        loss, ce, kd and acc (%) as device tensors: no host sync."""
         cfg = self.cfg
         self.supernet.train()
-        with self._autocast():
-            teacher_logits = None
-            if cfg.distill_weight > 0 and self.step >= self.warmup_steps:
-                with torch.no_grad(), frozen_bn_stats(self.supernet):
-                    teacher_logits = self.supernet(x, self.board.teacher.path)
-            logits = self.model(x, path)
-            ce = F.cross_entropy(logits, y)
-            kd = soft_target_kl(logits.float(), teacher_logits.float(), cfg.temperature) \
-                if teacher_logits is not None else torch.zeros((), device=x.device)
-            loss = ce + cfg.distill_weight * kd
+        distil = cfg.distill_weight > 0 and self.step >= self.warmup_steps
         self.optimizer.zero_grad(set_to_none=True)  # blocks off the path get no update, no decay
-        self.scaler.scale(loss).backward()
+        sums = torch.zeros(4, device=x.device)  # loss, ce, kd, hits
+        chunks = list(zip(x.split(self.micro_batch), y.split(self.micro_batch)))
+        for k, (xb, yb) in enumerate(chunks):
+            xb = self.speed.inputs(xb)
+            last = k == len(chunks) - 1
+            sync = self.model.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    teacher_logits = None
+                    if distil:
+                        with torch.no_grad(), frozen_bn_stats(self.supernet):
+                            teacher_logits = self.supernet(xb, self.board.teacher.path)
+                    logits = self.model(xb, path)
+                    ce = F.cross_entropy(logits, yb)
+                    kd = soft_target_kl(logits.float(), teacher_logits.float(), cfg.temperature) \
+                        if teacher_logits is not None else torch.zeros((), device=x.device)
+                    loss = ce + cfg.distill_weight * kd
+                self.scaler.scale(loss / len(chunks)).backward()
+            sums += torch.stack([loss.detach().float(), ce.detach().float(), kd.detach().float(),
+                                 (logits.detach().argmax(1) == yb).float().mean() * 100])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step_update(self.step + 1)
-        acc = (logits.argmax(1) == y).float().mean().item() * 100
-        return {"loss": loss.item(), "ce": ce.item(), "kd": kd.item(), "acc": acc}
+        loss, ce, kd, acc = sums / len(chunks)
+        return {"loss": loss, "ce": ce, "kd": kd, "acc": acc}
 
     @torch.no_grad()
     def correct(self, paths: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -260,15 +307,21 @@ class ChainSearch:
         return (all_reduce_sum(total) / self.val_count).tolist()
 
     # ---- scores after BN recalibration (evolution, benchmarks) ----------------------------------
-    def _calibration_batches(self) -> List[torch.Tensor]:
-        """Fixed training batches (the same on every rank, so every rank recalibrates alike)."""
+    CALIBRATION_EPOCH = -1  # the augmentation key of the calibration images: fixed, whatever the epoch reached
+
+    def _calibration_batches(self) -> Iterator[torch.Tensor]:
+        """Fixed, augmented training batches (the same on every rank, so every rank recalibrates alike), normalised
+        on the device one at a time: they are kept as uint8 in host memory (pinned on CUDA), a quarter of their
+        float32 size and none of the device's."""
         if self._calib is None:
             n = min(self.cfg.calib_batches * self.local_batch, len(self.train_set))
             idx = np.random.default_rng([self.cfg.seed, 13]).permutation(len(self.train_set))[:n]
-            loader = DataLoader(torch.utils.data.Subset(self.train_set, idx.tolist()), batch_size=self.local_batch,
-                                num_workers=self.workers)
-            self._calib = [x.to(self.device) for x, _ in loader]
-        return self._calib
+            keys = [(self.CALIBRATION_EPOCH, int(i)) for i in idx]
+            loader = DataLoader(self.train_set, batch_size=self.local_batch, sampler=keys, num_workers=self.workers)
+            pin = self.device.type == "cuda"
+            self._calib = [x.pin_memory() if pin else x for x, _ in loader]
+        for x in self._calib:
+            yield self.speed.inputs(normalize_uint8(x.to(self.device, non_blocking=True), self.mean, self.std))
 
     @torch.no_grad()
     def recalibrated_correct(self, paths: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -345,7 +398,8 @@ class ChainSearch:
                 "classes": self.classes, "step": self.step, "model": self.supernet.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "sampler": self.sampler.state_dict(),
-                "board": self.board.state_dict(), "evaluations": self.evaluations, "rng": rng_state()}
+                "board": self.board.state_dict(), "evaluations": self.evaluations, "rng": rng_state(),
+                "interval": self.interval.cpu(), "interval_steps": self.interval_steps}
 
     def save(self) -> None:
         if is_main_process():
@@ -362,6 +416,8 @@ class ChainSearch:
                      "scaler": self.scaler, "sampler": self.sampler, "board": self.board}, state, f"checkpoint {path}")
         self.evaluations = list(state["evaluations"])
         self.step = int(state["step"])
+        if "interval" in state:
+            self.interval, self.interval_steps = state["interval"].to(self.device), int(state["interval_steps"])
         set_rng_state(state["rng"])
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -394,41 +450,44 @@ class ChainSearch:
                       else "the paper's bare rule",
                       "never" if cfg.replace_gap is None else "when > %g points better" % cfg.replace_gap)
         bar = progress(total=self.total_steps, initial=self.step, desc="search", unit="step")
-        last_eval = self.evaluations[-1] if self.evaluations else None
         digest = 0
-        while self.step < self.total_steps:
-            epoch, start = divmod(self.step, self.steps_per_epoch)
-            for x, y in self._loader(epoch, start):
-                x = x.to(self.device, non_blocking=True)
-                y = y.to(self.device, non_blocking=True)
-                path = tuple(int(c) for c in self.sampler.sample())
-                for c in path:  # a running digest of the sampled paths, compared across ranks at each save
-                    digest = (digest * 31 + c + 1) % _DIGEST_MOD
-                lr = self.optimizer.param_groups[0]["lr"]
-                m = self.train_step(x, y, path)
-                self.step += 1
+        for x, y in self.batches():
+            path = tuple(int(c) for c in self.sampler.sample())
+            for c in path:  # a running digest of the sampled paths, compared across ranks at each save
+                digest = (digest * 31 + c + 1) % _DIGEST_MOD
+            m = self.train_step(x, y, path)
+            self.interval += torch.stack([m["loss"], m["ce"], m["kd"], m["acc"]])
+            self.interval_steps += 1
+            self.step += 1
+            bar.update(1)
+            evaluated = self.step >= self.warmup_steps and (self.step % cfg.eval_interval == 0
+                                                            or self.step == self.total_steps)
+            record = self.evaluate(path) if evaluated else None
+            if evaluated or self.step % self.log_interval == 0 or self.step == self.total_steps:
+                # one row an interval (and at every application of the rule): the means since the last row
+                loss, ce, kd, acc = (self.interval / self.interval_steps).tolist()
                 teacher = self.board.teacher
-                row = {**m, "path": self.space.path_str(path), "lr": lr, "macs": self.table.path_macs(path) / 1e6,
-                       "teacher_macs": teacher.macs / 1e6}
-                if self.step >= self.warmup_steps and (self.step % cfg.eval_interval == 0
-                                                       or self.step == self.total_steps):
-                    last_eval = self.evaluate(path)
-                    teacher = self.board.teacher
-                    row.update(score=last_eval["score"], teacher_score=teacher.score,
-                               teacher_macs=teacher.macs / 1e6)
+                row = {"loss": loss, "ce": ce, "kd": kd, "acc": acc, "steps": self.interval_steps,
+                       "path": self.space.path_str(path), "lr": self.optimizer.param_groups[0]["lr"],
+                       "macs": self.table.path_macs(path) / 1e6, "teacher_macs": teacher.macs / 1e6}
+                if record is not None:
+                    row.update(score=record["score"], teacher_score=teacher.score)
                 metrics.write(self.step, row)
-                bar.update(1)
-                bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.1f}",
+                self.interval.zero_()
+                self.interval_steps = 0
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}",
                                 teacher=f"{teacher.macs / 1e6:.0f}M/{_fmt_score(teacher.score)}")
-                if self.step % self.save_interval == 0 or self.step == self.total_steps:
-                    if not same_on_all_ranks(torch.tensor([digest], device=self.device)):
-                        raise CydasError(f"by step {self.step} the {self.dist.world_size} processes sampled "
-                                         f"different paths (their samplers diverged); restart from the last checkpoint")
-                    self.save()
+            if self.step % self.save_interval == 0 or self.step == self.total_steps:
+                if not same_on_all_ranks(torch.tensor([digest], device=self.device)):
+                    raise CydasError(f"by step {self.step} the {self.dist.world_size} processes sampled "
+                                     f"different paths (their samplers diverged); restart from the last checkpoint")
+                agree_on_weights("supernet weights", self.supernet)
+                self.save()
         bar.close()
         metrics.close()
         if self.dist.world_size > 1:
-            self.log.info("the %d processes trained the same path at every step", self.dist.world_size)
+            self.log.info("the %d processes trained the same path at every step and held the same weights at every "
+                          "checkpoint", self.dist.world_size)
         return self.finish()
 
     # ---- outputs ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -101,10 +101,12 @@ TRANSFORM_KINDS = ("embedded", "cifar", "imagenet", "timm")
 
 
 class Cutout:
-    """Zero one random ``length`` x ``length`` square of a tensor image (DARTS' CIFAR recipe)."""
+    """Fill one random ``length`` x ``length`` square of a uint8 image tensor with ``fill`` (DARTS' CIFAR
+    recipe).  DARTS zeroes the square after normalisation; ``fill`` = the normalisation mean in pixels
+    (:meth:`Transforms.mean_pixel`) is that zero before it, up to rounding."""
 
-    def __init__(self, length: int):
-        self.length = length
+    def __init__(self, length: int, fill: Sequence[int] = (0, 0, 0)):
+        self.length, self.fill = length, tuple(int(v) for v in fill)
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         h, w = img.shape[-2:]
@@ -112,15 +114,37 @@ class Cutout:
         y0, y1 = max(0, cy - self.length // 2), min(h, cy + self.length // 2)
         x0, x1 = max(0, cx - self.length // 2), min(w, cx + self.length // 2)
         img = img.clone()
-        img[..., y0:y1, x0:x1] = 0.0
+        img[..., y0:y1, x0:x1] = torch.tensor(self.fill, dtype=img.dtype).view(-1, 1, 1)
         return img
+
+
+class Transforms(NamedTuple):
+    """What :func:`build_transforms` gives: the train and eval transforms (PIL image -> uint8 CHW tensor)
+    and the normalisation the loader applies on the device (``core.loader.make_loader``)."""
+
+    train: Callable
+    eval: Callable
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+
+    def mean_pixel(self) -> Tuple[int, ...]:
+        return tuple(int(round(255 * m)) for m in self.mean)
+
+
+def normalize_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """A uint8 batch (N, C, H, W) as the loader normalises it, on ``x``'s device (for data held outside a
+    loader, e.g. preloaded scoring images)."""
+    m = torch.tensor([255 * v for v in mean], device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor([255 * v for v in std], device=x.device).view(1, -1, 1, 1)
+    return (x.float() - m) / s
 
 
 def build_transforms(img_size: int, kind: str = "imagenet", *, crop_scale: float = 0.08, cutout: int = 0,
                      auto_augment: Optional[str] = None, interpolation: str = "bilinear",
                      mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                     crop_pct: float = 0.875):
-    """(train, eval) transforms of every tool; ``kind`` says which:
+                     crop_pct: float = 0.875) -> Transforms:
+    """(train, eval, mean, std) of every tool; the transforms give uint8 tensors, which the loader
+    normalises with ``mean`` / ``std`` on the device.  ``kind`` says which:
 
     * ``embedded`` (the 8x8 digits of the chain search): upscaled to ``img_size``, no augmentation
       (measured: a random shift halves what a 200-step search learns on them; docs/chain.md), no flips
@@ -144,19 +168,23 @@ def build_transforms(img_size: int, kind: str = "imagenet", *, crop_scale: float
     if kind == "timm":
         from timm.data import create_transform
 
-        return (create_transform(img_size, is_training=True, auto_augment=auto_augment, scale=(crop_scale, 1.0),
-                                 interpolation=interpolation, mean=mean, std=std),
-                create_transform(img_size, is_training=False, interpolation=interpolation, mean=mean, std=std,
-                                 crop_pct=crop_pct))
-    norm = [T.ToTensor(), T.Normalize(mean, std)]
+        return Transforms(create_transform(img_size, is_training=True, auto_augment=auto_augment,
+                                           scale=(crop_scale, 1.0), interpolation=interpolation, mean=mean, std=std,
+                                           use_prefetcher=True),
+                          create_transform(img_size, is_training=False, interpolation=interpolation, mean=mean,
+                                           std=std, crop_pct=crop_pct, use_prefetcher=True), mean, std)
+    to_tensor = T.PILToTensor()
     if kind == "embedded":
-        resize = T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR), *norm])
-        return resize, resize
+        resize = T.Compose([T.Resize(img_size, interpolation=T.InterpolationMode.BILINEAR), to_tensor])
+        return Transforms(resize, resize, mean, std)
     if kind == "cifar":
-        train = [T.RandomCrop(img_size, padding=img_size // 8), T.RandomHorizontalFlip(), *norm]
-        return T.Compose(train + ([Cutout(cutout)] if cutout > 0 else [])), T.Compose(norm)
-    return (T.Compose([T.RandomResizedCrop(img_size, scale=(crop_scale, 1.0)), T.RandomHorizontalFlip(), *norm]),
-            T.Compose([T.Resize(int(round(img_size / 0.875))), T.CenterCrop(img_size), *norm]))
+        fill = tuple(int(round(255 * m)) for m in mean)
+        train = [T.RandomCrop(img_size, padding=img_size // 8), T.RandomHorizontalFlip(), to_tensor]
+        return Transforms(T.Compose(train + ([Cutout(cutout, fill)] if cutout > 0 else [])), to_tensor, mean, std)
+    return Transforms(T.Compose([T.RandomResizedCrop(img_size, scale=(crop_scale, 1.0)), T.RandomHorizontalFlip(),
+                                 to_tensor]),
+                      T.Compose([T.Resize(int(round(img_size / 0.875))), T.CenterCrop(img_size), to_tensor]),
+                      mean, std)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,25 +239,45 @@ def make_digits_folder(root: os.PathLike, val_fraction: float = 0.2, seed: int =
 def written_once(root: os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
     """``write(root)`` unless ``root`` holds a complete copy made with ``spec``.
 
-    ``root/dataset.json`` says what the folder holds: ``{"unfinished": spec}`` while writing, ``spec`` once
-    complete.  A copy made with other settings, or left unfinished, is removed first, so that no stale
-    image stays behind; a folder without that file is written over, never removed.
+    ``root/dataset.json`` says what the folder holds.  A copy is written in a temporary folder beside
+    ``root`` and renamed into place when complete, so a killed write leaves no half copy and two writers
+    (the ranks of a run, two runs) cannot break each other: the second finds the first's copy, or its own
+    rename loses and it keeps the first.  A copy made with other settings, or left unfinished by an older
+    version (``{"unfinished": spec}``), is replaced whole, so that no stale image stays behind; a folder
+    without ``dataset.json`` is not ours: it is written over in place, nothing removed.
     """
     import shutil
+    import uuid
 
-    root, marker = Path(root), Path(root) / "dataset.json"
-    if marker.exists():
+    root = Path(root)
+
+    def holds() -> bool:
         try:
-            held = json.loads(marker.read_text())
-        except ValueError:
-            held = None
-        if held == spec:
-            return root
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"unfinished": spec}))
-    write(root)
-    marker.write_text(json.dumps(spec, indent=1))  # written last: marks the copy complete
+            return json.loads((root / "dataset.json").read_text()) == spec
+        except (OSError, ValueError):
+            return False
+
+    if holds():
+        return root
+    if root.is_dir() and not (root / "dataset.json").exists() and any(root.iterdir()):
+        write(root)
+        (root / "dataset.json").write_text(json.dumps(spec, indent=1))
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        tmp.mkdir()
+        write(tmp)
+        (tmp / "dataset.json").write_text(json.dumps(spec, indent=1))
+        if root.exists() and not holds():
+            shutil.rmtree(root, ignore_errors=True)  # another version's copy
+        try:
+            os.rename(tmp, root)
+        except OSError:  # another writer's copy got there first
+            if not holds():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
@@ -305,9 +353,22 @@ def default_data_root() -> Path:
     return _cache_dir("shapes")
 
 
+CELL_SHAPES_SIZE = 16
+
+
+def cell_shapes_root(image_size: int = CELL_SHAPES_SIZE) -> Path:
+    """The embedded default of the cell tools (search_cell, train_cell): the shapes at ``image_size``,
+    40 train + 10 test images a class, written once."""
+    return make_shapes_folder(_cache_dir(f"shapes_darts{image_size}"), train_per_class=40, val_per_class=10,
+                              image_size=image_size, seed=0)
+
+
 # --------------------------------------------------------------------------------------------
 # CIFAR-10 / CIFAR-100 from the standard "python version" pickle batches on disk (no download).
 # --------------------------------------------------------------------------------------------
+CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
+CELL_DATASETS = ("cifar10", "cifar100", "imagenet")  # what the cell tools' --dataset names
+
 CIFAR_LAYOUT = {
     # classes: (folder name, train files, test files, meta file, label key, class-name key)
     10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta",

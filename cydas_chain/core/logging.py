@@ -214,6 +214,10 @@ class MetricWriter:
                 csv.writer(f).writerow(self._fields)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore").writerow(row)
+        self.scalars(step, metrics)
+
+    def scalars(self, step: int, metrics: Mapping[str, float]) -> None:
+        """TensorBoard only (points between two rows of metrics.csv, e.g. every --log-interval steps)."""
         if self._tb is not None:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)):

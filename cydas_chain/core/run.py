@@ -16,26 +16,41 @@ from .errors import CheckpointError, ConfigError, CydasError, first_line
 
 LAST, BEST, CONFIG = Path("checkpoints/last.pth"), Path("checkpoints/best.pth"), "config.json"
 LEGACY_LAST = ("last.pth", "checkpoint.pt")  # train_cls / search_cell and train_cell before issue 13
-RUN_KEYS = frozenset({"out", "resume", "workers", "device", "args"})  # never compared on resume
+# never compared on resume: where and how a run computes, not what it computes
+RUN_KEYS = frozenset({"out", "resume", "workers", "device", "args", "amp", "channels_last", "compile",
+                      "log_interval", "accum_steps", "device_batch"})
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, out: str, workers: Optional[int], workers_help: str = "",
-                      amp: Optional[str] = None) -> argparse._ArgumentGroup:
-    """The group "run" of every tool: --out, --resume [CKPT], --seed, --workers, --device and, with
-    ``amp`` (the help text of its default), --amp/--no-amp.  Returns the group for a tool's own options."""
+def add_run_arguments(parser: argparse.ArgumentParser, out: str, workers_help: str = "",
+                      accumulation: bool = False, log_interval: int = 50) -> argparse._ArgumentGroup:
+    """The group "run" of every tool: --out, --resume [CKPT], --seed, --workers, --device, the speed flags
+    (--amp, --channels-last, --compile: :mod:`.speed`), --log-interval and, with ``accumulation``,
+    --accum-steps / --device-batch.  Returns the group for a tool's own options."""
+    from .speed import add_speed_arguments
+
     g = parser.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path(out), help="run folder (default: %(default)s)")
     g.add_argument("--resume", nargs="?", const="", default=None, metavar="CKPT",
                    help="continue the run in OUT from OUT/checkpoints/last.pth, or from CKPT; settings not "
                         "given take the run's (OUT/config.json), given ones must equal them")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.add_argument("--workers", type=int, default=workers,
-                   help=f"data-loading processes per process ({workers_help or f'default: {workers}'})")
+    g.add_argument("--workers", type=int, default=None,
+                   help="data-loading processes per training process (default: " +
+                        (workers_help or "on a GPU the cores of this process's share but one, up to 12; "
+                                         "on the CPU 1, 0 with a single core") + ")")
     g.add_argument("--device", default="auto",
                    help="auto (this process's GPU if any, else CPU), cpu, cuda, cuda:1 (default: auto)")
-    if amp is not None:
-        g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                       help=f"float16 mixed precision, CUDA only ({amp})")
+    add_speed_arguments(g)
+    g.add_argument("--log-interval", type=int, default=log_interval,
+                   help="steps between two progress and TensorBoard points (default: %(default)s)")
+    if accumulation:
+        g.add_argument("--accum-steps", type=int, default=None,
+                       help="gradient accumulation: each process runs --batch-size / (processes x K) images a "
+                            "forward and updates after K of them; same result as one step of the total batch "
+                            "(up to batch statistics) (default: 1)")
+        g.add_argument("--device-batch", type=int, default=None,
+                       help="images a process runs a forward; sets --accum-steps = --batch-size / (processes x "
+                            "DEVICE_BATCH), for a total batch that does not fit the device")
     return g
 
 

@@ -27,7 +27,8 @@ def rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # this process's device only: one process per GPU, and a resume may see another number of GPUs
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -37,5 +38,20 @@ def set_rng_state(state: dict) -> None:
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
     np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # written by get_rng_state_all before: one state per visible GPU
+        index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+        cuda = cuda[index] if index < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
+
+
+def restore_rank_rng(states: list, rank: int, world: int, reseed: int) -> bool:
+    """Continue this rank's random streams from ``states`` (one per rank, as a checkpoint gathered them);
+    when the checkpoint was written by another number of processes, seed with ``reseed + rank`` instead
+    and return False (the caller says so in its log)."""
+    if len(states) == world:
+        set_rng_state(states[rank])
+        return True
+    seed_everything(reseed + rank)
+    return False

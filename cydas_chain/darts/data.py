@@ -1,5 +1,6 @@
-"""Datasets of the cell search and retraining: CIFAR pickle batches, ImageNet-style folders, or the
-embedded synthetic "shapes" set (a smoke-test default, not a benchmark)."""
+"""Datasets of the cell search: CIFAR pickle batches, ImageNet-style folders, or the embedded synthetic
+"shapes" set (a smoke-test default, not a benchmark).  The retraining's are in
+:mod:`cydas_chain.train.cells`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,40 +9,36 @@ from typing import Optional, Tuple
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from ..core.data import (build_transforms, cifar_dataset, default_data_root, image_folder, make_shapes_folder,
-                         stratified_split, train_val_folders)
+from ..core.data import (CELL_DATASETS, CELL_SHAPES_SIZE, CIFAR_CLASSES, Transforms, build_transforms, cell_shapes_root,
+                         cifar_dataset, image_folder, stratified_split)
+from ..core.distributed import main_first
 from ..core.errors import DataError
 
-DATASETS = ("cifar10", "cifar100", "imagenet")
-CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
-EMBEDDED_IMAGE_SIZE = 16
-
-
-def embedded_root(image_size: int = EMBEDDED_IMAGE_SIZE) -> Path:
-    """The embedded default: 10 procedurally drawn classes, 40 train + 10 test images each."""
-    root = default_data_root().parent / f"shapes_darts{image_size}"
-    return make_shapes_folder(root, train_per_class=40, val_per_class=10, image_size=image_size, seed=0)
+EMBEDDED_IMAGE_SIZE = CELL_SHAPES_SIZE
 
 
 def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int = 0,
-                  fraction: float = 1.0) -> Tuple[Dataset, Dataset, list, str]:
-    """The two halves of the training images: (train -> w_S, val -> alpha and w_E, classes, description).
+                  fraction: float = 1.0) -> Tuple[Dataset, Dataset, list, str, Transforms]:
+    """The two halves of the training images: (train -> w_S, val -> alpha and w_E, classes, description,
+    transforms: the loader normalises with their mean / std).
 
     ``fraction`` < 1 first keeps that share of every class (ImageNet: 0.2 gives 10% + 10%).
     """
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
+    if dataset not in CELL_DATASETS:
+        raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(CELL_DATASETS)})")
     if data is None:
-        root = embedded_root(image_size)
-        full = image_folder(root / "train", build_transforms(image_size, "cifar")[0])
+        root = main_first(lambda: cell_shapes_root(image_size))
+        tf = build_transforms(image_size, "cifar")
+        full = image_folder(root / "train", tf.train)
         desc = f"embedded synthetic 'shapes' set ({root}), {len(full)} training images of {image_size}px"
     elif dataset.startswith("cifar"):
-        full = cifar_dataset(data, CIFAR_CLASSES[dataset], train=True, transform=build_transforms(32, "cifar")[0])
+        tf = build_transforms(32, "cifar")
+        full = cifar_dataset(data, CIFAR_CLASSES[dataset], train=True, transform=tf.train)
         desc = f"{dataset} training images from {data}"
     else:
         root = Path(data)
-        full = image_folder(root / "train" if (root / "train").is_dir() else root,
-                            build_transforms(image_size, "imagenet")[0])
+        tf = build_transforms(image_size, "imagenet")
+        full = image_folder(root / "train" if (root / "train").is_dir() else root, tf.train)
         desc = f"ImageNet-style folder {data}"
     targets = np.asarray(full.targets)
     idx = np.arange(len(targets))
@@ -50,25 +47,4 @@ def search_splits(dataset: str, data: Optional[Path], image_size: int, seed: int
         idx = idx[keep]
     first, second = stratified_split(targets[idx], 0.5, seed)
     train, val = Subset(full, idx[first].tolist()), Subset(full, idx[second].tolist())
-    return train, val, list(full.classes), f"{desc}; split {len(train)} (w_S) + {len(val)} (alpha, w_E)"
-
-
-def train_test_sets(dataset: str, data: Optional[Path], image_size: int,
-                    cutout: int = 0) -> Tuple[Dataset, Dataset, list, str]:
-    """Training and test sets of the retraining (train_cell): CIFAR train/test batches (or the embedded set)
-    with the CIFAR transforms, DIR/train + DIR/val with timm's."""
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset '{dataset}' (one of {', '.join(DATASETS)})")
-    imagenet = data is not None and not dataset.startswith("cifar")
-    train_tf, test_tf = build_transforms(image_size, "timm" if imagenet else "cifar", cutout=cutout)
-    if data is not None and dataset.startswith("cifar"):
-        n = CIFAR_CLASSES[dataset]
-        train = cifar_dataset(data, n, train=True, transform=train_tf)
-        test = cifar_dataset(data, n, train=False, transform=test_tf)
-        return train, test, list(train.classes), f"{dataset} from {data}"
-    root = embedded_root(image_size) if data is None else Path(data)
-    if not (root / "val").is_dir():
-        raise DataError(f"ImageNet-style data needs {root}/train/<class>/ and {root}/val/<class>/")
-    train, test, classes = train_val_folders(root, train_tf, test_tf)
-    return train, test, list(classes), (f"embedded synthetic 'shapes' set ({root})" if data is None else
-                                        f"ImageNet-style folder {data}")
+    return train, val, list(full.classes), f"{desc}; split {len(train)} (w_S) + {len(val)} (alpha, w_E)", tf

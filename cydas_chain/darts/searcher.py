@@ -22,28 +22,37 @@ cross-entropy alongside ``w_E``; the student's embedding heads are trained with 
 first-order DARTS (the benchmark's baseline).
 
 ``batch_size`` is the total over all processes: each of W processes loads ``batch_size / W`` images a
-step and the gradients are averaged, so ``w_lr`` is the learning rate of the total batch whatever W.
+step and the gradients are averaged (bucketed: a few collectives a step, not one a tensor), so ``w_lr``
+is the learning rate of the total batch whatever W.  Every rank holds the same networks: the search
+network is built from the seed, each evaluation network from (seed, step) and then broadcast from rank
+0, and every image's augmentation is seeded by (seed, epoch, index) (``core.loader``), so no rank's
+random stream depends on how many random numbers its images' crops drew.  Mixed precision, channels-last
+and ``torch.compile`` come from :class:`~cydas_chain.core.speed.Speed`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.data import CIFAR_MEAN, CIFAR_STD
 from ..core.distill import DISTILL_REDUCTIONS, stage_distillation_loss
-from ..core.distributed import average_gradients, get_rank, get_world_size, is_main_process
+from ..core.distributed import (agree_on_weights, average_gradients, broadcast_module, get_rank, get_world_size,
+                                is_main_process)
 from ..core.errors import CheckpointError, CydasError
+from ..core.loader import EpochSampler, SeededSamples, make_loader
 from ..core.logging import progress
 from ..core.run import load_states
 from ..core.seed import rng_state, set_rng_state
+from ..core.speed import Speed
 from ..models.darts.eval_net import inherit_weights
 from .spaces import cell_space
 
@@ -154,7 +163,7 @@ def l1_weight_at(epoch: int, cfg: SearchConfig) -> float:
     return cfg.l1_weight * (1.0 - epoch / decay_epochs)
 
 
-def _cycle(loader_fn: Callable[[int], DataLoader]) -> Iterator:
+def _cycle(loader_fn: Callable[[int], Any]) -> Iterator:
     """Batches of successive passes (pass k built by ``loader_fn(k)``), forever."""
     k = 0
     while True:
@@ -166,8 +175,13 @@ class CyclicSearcher:
     """Runs Algorithm 1 on ``train_set`` (w_S) and ``val_set`` (alpha, w_E); see the module doc."""
 
     def __init__(self, cfg: SearchConfig, train_set: Dataset, val_set: Dataset,
-                 device: torch.device | str = "cpu", num_workers: int = 0):
+                 device: torch.device | str = "cpu", num_workers: int = 0, speed: Optional[Speed] = None,
+                 mean: Sequence[float] = CIFAR_MEAN, std: Sequence[float] = CIFAR_STD, log_interval: int = 50):
+        """``train_set`` / ``val_set`` give uint8 images (``core.data.build_transforms``), normalised on the
+        device with ``mean`` / ``std``; ``speed`` (default: full precision on ``device``) says how to compute."""
         self.cfg, self.device = cfg, torch.device(device)
+        self.speed = speed or Speed(self.device)
+        self.mean, self.std, self.log_interval = tuple(mean), tuple(std), max(1, log_interval)
         self.space = cell_space(cfg.space)
         self.train_set, self.val_set = train_set, val_set
         world = get_world_size()
@@ -177,7 +191,8 @@ class CyclicSearcher:
         self.local_batch = cfg.batch_size // world  # what each process loads a step
         self.num_workers = num_workers
         torch.manual_seed(cfg.seed)
-        self.search_net = self.space.search_net(cfg, cfg.embed_hidden if cfg.cyclic else None).to(self.device)
+        self.search_net = self.speed.prepare(self.space.search_net(cfg, cfg.embed_hidden if cfg.cyclic else None))
+        self.search_forward = self.speed.compiled(self.search_net.forward_all)
         student_heads = list(self.search_net.embed.parameters()) if self.search_net.embed is not None else []
         head_ids = {id(p) for p in student_heads}
         self.w_params = [p for p in self.search_net.weight_parameters() if id(p) not in head_ids]
@@ -196,6 +211,9 @@ class CyclicSearcher:
         self.alpha_history: List[Dict[str, Any]] = []
         self.genotype_history: List[Dict[str, Any]] = []
         self.last_inheritance: Dict[str, list] = {"inherited": [], "fresh": []}
+        self.eval_forward = None
+        # loss scaling (fp16 only) for each of the three updates
+        self.scalers = {k: self.speed.grad_scaler() for k in ("weight", "arch", "eval")}
 
     # ---- networks -----------------------------------------------------------------------------
     def _make_eval_opts(self) -> None:
@@ -211,89 +229,102 @@ class CyclicSearcher:
             return False
         if self.eval_net is not None:
             self.weight_bank.update({k: v.detach().clone() for k, v in self.eval_net.state_dict().items()})
-        net = self.space.eval_net(genotype, self.cfg).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the same initialisation on every rank, whatever each drew
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
+            net = self.speed.prepare(self.space.eval_net(genotype, self.cfg))
         self.last_inheritance = inherit_weights(net, self.weight_bank)
+        broadcast_module(net)  # and rank 0's, to be sure
         self.eval_net, self.eval_genotype = net, genotype
+        self.eval_forward = self.speed.compiled(net.forward_all)
         self._make_eval_opts()
         return True
 
     # ---- data ---------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, seed: int, epoch: int) -> DataLoader:
-        sampler = DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(), shuffle=True,
-                                     seed=seed, drop_last=True)
+    def _loader(self, dataset: Dataset, seed: int, epoch: int):
+        """This rank's batches of one pass, normalised on the device; each image's augmentation seeded by
+        (seed, epoch, index)."""
+        sampler = EpochSampler(DistributedSampler(dataset, num_replicas=get_world_size(), rank=get_rank(),
+                                                  shuffle=True, seed=seed, drop_last=True))
         sampler.set_epoch(epoch)
-        return DataLoader(dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
-                          num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        return make_loader(SeededSamples(dataset, seed), self.local_batch, device=self.device, mean=self.mean,
+                           std=self.std, sampler=sampler, drop_last=True, workers=self.num_workers)
 
     def steps_per_epoch(self) -> int:
         per_rank = min(len(self.train_set), len(self.val_set)) // get_world_size()
         return per_rank // self.local_batch
 
     # ---- one step of each kind ----------------------------------------------------------------
-    def train_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def train_eval_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Eq. 7: w_E (and its embedding probes) by SGD with cross-entropy on a val batch."""
         self.eval_net.train()
-        out = self.eval_net.forward_all(x)
-        loss = F.cross_entropy(out["logits"], y) + sum(F.cross_entropy(s, y) for s in out["stages"])
-        self.eval_sgd.zero_grad(set_to_none=True)
-        loss.backward()
-        params = list(self.eval_net.parameters())
+        with self.speed.autocast():
+            out = self.eval_forward(x)
+            loss = F.cross_entropy(out["logits"], y) + sum(F.cross_entropy(s, y) for s in out["stages"])
+        self._update(loss, [self.eval_sgd], list(self.eval_net.parameters()), "eval", clip=True)
+        return loss.detach()
+
+    def _update(self, loss: torch.Tensor, optimizers, params, scaler: str, clip: bool = False,
+                clip_params=None) -> None:
+        """Backward, average the gradients of ``params`` over ranks, clip ``clip_params`` (default
+        ``params``) to ``grad_clip``, step every optimizer; with fp16 loss scaling."""
+        scale = self.scalers[scaler]
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        scale.scale(loss).backward()
         average_gradients(params)
-        nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        self.eval_sgd.step()
-        return loss.item()
+        if clip:
+            for opt in optimizers:
+                scale.unscale_(opt)
+            nn.utils.clip_grad_norm_(clip_params if clip_params is not None else params, self.cfg.grad_clip)
+        for opt in optimizers:
+            scale.step(opt)
+        scale.update()
 
     def distillation(self, student_stages, teacher_stages) -> torch.Tensor:
         """L^{S,E} of Eq. 9-10 (before lambda), reduced as ``cfg.distill_reduction`` says."""
         return stage_distillation_loss(student_stages, teacher_stages, self.cfg.temperature,
                                        self.cfg.distill_reduction)
 
-    def arch_step(self, x: torch.Tensor, y: torch.Tensor, l1_weight: float) -> Dict[str, float]:
-        """Eq. 8 (+ Eq. 11): alpha and w_E jointly by Adam on a val batch."""
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor, l1_weight: float) -> Dict[str, torch.Tensor]:
+        """Eq. 8 (+ Eq. 11): alpha and w_E jointly by Adam on a val batch.  Logs are device tensors."""
         self.search_net.train()
-        out_s = self.search_net.forward_all(x)
-        loss_s = F.cross_entropy(out_s["logits"], y)
-        logs = {"loss_search_val": loss_s.item(), "acc_search_val": _acc(out_s["logits"], y)}
-        loss = loss_s
-        params = list(self.search_net.arch_parameters())
-        if self.cfg.cyclic:
-            self.eval_net.train()
-            out_e = self.eval_net.forward_all(x)
-            loss_e = F.cross_entropy(out_e["logits"], y)
-            probes = sum(F.cross_entropy(s, y) for s in out_e["stages"])
-            distill = self.distillation(out_s["stages"], out_e["stages"])
-            loss = loss + loss_e + probes + self.cfg.distill_weight * distill
-            logs.update(loss_eval_val=loss_e.item(), acc_eval_val=_acc(out_e["logits"], y),
-                        loss_distill=distill.item())
-            params += list(self.search_net.embed.parameters()) + list(self.eval_net.parameters())
-        if l1_weight > 0:
-            l1 = self.search_net.skip_alpha_l1()
-            loss = loss + l1_weight * l1
-            logs["alpha_skip_l1"] = l1.item()
-        self.arch_opt.zero_grad(set_to_none=True)
-        if self.cfg.cyclic:
-            self.eval_adam.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(params)
-        self.arch_opt.step()
-        if self.cfg.cyclic:
-            nn.utils.clip_grad_norm_(list(self.eval_net.parameters()), self.cfg.grad_clip)
-            self.eval_adam.step()
+        with self.speed.autocast():
+            out_s = self.search_forward(x)
+            loss_s = F.cross_entropy(out_s["logits"], y)
+            logs = {"loss_search_val": loss_s.detach(), "acc_search_val": _acc(out_s["logits"], y)}
+            loss = loss_s
+            params = list(self.search_net.arch_parameters())
+            if self.cfg.cyclic:
+                self.eval_net.train()
+                out_e = self.eval_forward(x)
+                loss_e = F.cross_entropy(out_e["logits"], y)
+                probes = sum(F.cross_entropy(s, y) for s in out_e["stages"])
+                distill = self.distillation([t.float() for t in out_s["stages"]],
+                                            [t.float() for t in out_e["stages"]])
+                loss = loss + loss_e + probes + self.cfg.distill_weight * distill
+                logs.update(loss_eval_val=loss_e.detach(), acc_eval_val=_acc(out_e["logits"], y),
+                            loss_distill=distill.detach())
+                params += list(self.search_net.embed.parameters()) + list(self.eval_net.parameters())
+            if l1_weight > 0:
+                l1 = self.search_net.skip_alpha_l1()
+                loss = loss + l1_weight * l1
+                logs["alpha_skip_l1"] = l1.detach()
+        optimizers = [self.arch_opt] + ([self.eval_adam] if self.cfg.cyclic else [])
+        # only w_E is clipped (alpha's Adam step is not, as in the released code)
+        self._update(loss, optimizers, params, "arch", clip=self.cfg.cyclic,
+                     clip_params=list(self.eval_net.parameters()) if self.cfg.cyclic else None)
         return logs
 
-    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, float]:
-        """Eq. 6: w_S by SGD with cross-entropy on a train batch (alpha fixed)."""
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Eq. 6: w_S by SGD with cross-entropy on a train batch (alpha fixed).  Logs are device tensors."""
         self.search_net.train()
-        logits = self.search_net(x)
-        loss = F.cross_entropy(logits, y)
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        average_gradients(self.w_params)
-        nn.utils.clip_grad_norm_(self.w_params, self.cfg.grad_clip)
-        self.w_opt.step()
+        with self.speed.autocast():
+            logits = self.search_forward(x)["logits"]
+            loss = F.cross_entropy(logits, y)
+        self._update(loss, [self.w_opt], self.w_params, "weight", clip=True)
         for p in self.search_net.arch_parameters():  # the w_S loss must not leave gradients on alpha
             p.grad = None
-        return {"loss_search_train": loss.item(), "acc_search_train": _acc(logits, y)}
+        return {"loss_search_train": loss.detach(), "acc_search_train": _acc(logits, y)}
 
     # ---- the loop -----------------------------------------------------------------------------
     def _record_genotype(self, genotype, changed: bool) -> None:
@@ -304,7 +335,7 @@ class CyclicSearcher:
         total = 0.0
         for _ in range(steps):
             x, y = next(val_batches)
-            total += self.train_eval_step(x.to(self.device), y.to(self.device))
+            total = total + self.train_eval_step(self.speed.inputs(x), y)
         return total / max(1, steps)
 
     def run_epoch(self) -> Dict[str, float]:
@@ -329,21 +360,22 @@ class CyclicSearcher:
                 changed = self.regenerate(genotype)
                 self._record_genotype(genotype, changed)
                 eval_phase_losses.append(self.train_eval_phase(eval_steps, eval_it))
-            xv, yv = (t.to(self.device) for t in next(val_it))
-            xt, yt = (t.to(self.device) for t in next(train_it))
-            logs = self.arch_step(xv, yv, l1_w) if searching else {}
-            logs.update(self.weight_step(xt, yt))
-            for k, v in logs.items():
+            xv, yv = next(val_it)
+            xt, yt = next(train_it)
+            logs = self.arch_step(self.speed.inputs(xv), yv, l1_w) if searching else {}
+            logs.update(self.weight_step(self.speed.inputs(xt), yt))
+            for k, v in logs.items():  # summed on the device: no host sync a step
                 sums[k] = sums.get(k, 0.0) + v
             self.global_step += 1
-            bar.set_postfix(loss=f"{logs['loss_search_train']:.3f}")
+            if self.global_step % self.log_interval == 0:
+                bar.set_postfix(loss=f"{float(logs['loss_search_train']):.3f}")
         bar.close()
         self.w_sched.step()
         for group in (self.eval_sgd.param_groups if self.eval_sgd else []):
             group["lr"] = self.w_opt.param_groups[0]["lr"]
-        metrics = {k: v / max(1, n_steps) for k, v in sums.items()}
+        metrics = {k: float(v) / max(1, n_steps) for k, v in sums.items()}
         if eval_phase_losses:
-            metrics["loss_eval_phase"] = sum(eval_phase_losses) / len(eval_phase_losses)
+            metrics["loss_eval_phase"] = float(sum(eval_phase_losses)) / len(eval_phase_losses)
         metrics.update(lr=self.w_opt.param_groups[0]["lr"], l1_weight=l1_w)
         self.epoch += 1
         self.alpha_history.append({"epoch": self.epoch, **{k: v.cpu() for k, v in self.search_net.alphas().items()}})
@@ -357,6 +389,8 @@ class CyclicSearcher:
             metrics = self.run_epoch()
             if on_epoch is not None:
                 on_epoch(self.epoch, metrics)
+            agree_on_weights("search and evaluation networks", self.search_net,
+                             *([self.eval_net] if self.eval_net is not None else []))
             if checkpoint is not None and is_main_process():
                 save_checkpoint(self.state_dict(), checkpoint)
         return self.search_net.genotype()
@@ -413,6 +447,6 @@ class CyclicSearcher:
         set_rng_state(state["rng"])
 
 
-def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 of a batch in percent, as every accuracy of the suite."""
-    return 100.0 * float((logits.argmax(1) == y).float().mean())
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Top-1 of a batch in percent, as every accuracy of the suite (a device tensor: no host sync)."""
+    return 100.0 * (logits.detach().argmax(1) == y).float().mean()
