@@ -83,3 +83,17 @@ def test_batch_division_and_accumulation_steps():
         accumulation_steps(1024, 8, 2, 32)
     with pytest.raises(ConfigError, match="not a multiple"):
         accumulation_steps(1000, 8, None, 32)
+
+
+def test_out_of_memory_becomes_one_line_of_advice():
+    import pytest
+    import torch
+
+    from cydas_chain.core.distributed import out_of_memory_advice
+    from cydas_chain.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ran out of memory at 256 images a forward: give --device-batch 128"):
+        with out_of_memory_advice(256):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with out_of_memory_advice(8):  # anything else passes through untouched
+        pass

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..core.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from ..core.distill import soft_target_kl
 from ..core.distributed import (DistInfo, agree_on_weights, all_reduce_sum, broadcast_object, is_main_process,
-                                micro_batch, same_on_all_ranks)
+                                micro_batch, out_of_memory_advice, same_on_all_ranks)
 from ..core.data import normalize_uint8
 from ..core.errors import CheckpointError, CydasError, DataError
 from ..core.loader import SeededSamples, make_loader
@@ -264,7 +264,7 @@ class ChainSearch:
             xb = self.speed.inputs(xb)
             last = k == len(chunks) - 1
             sync = self.model.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
-            with sync:
+            with sync, out_of_memory_advice(len(yb)):
                 with self._autocast():
                     teacher_logits = None
                     if distil:

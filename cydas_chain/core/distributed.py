@@ -200,6 +200,20 @@ def accumulation_steps(batch_size: int, world: int, accum_steps: Optional[int], 
     return derived
 
 
+@contextmanager
+def out_of_memory_advice(images: int):
+    """A device out of memory at ``images`` a forward becomes one line saying what to change (the total
+    batch, and with it the result, stays)."""
+    from .errors import ConfigError
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise ConfigError(f"the device ran out of memory at {images} images a forward: give --device-batch "
+                          f"{max(1, images // 2)} (gradient accumulation; the total --batch-size, and the result, "
+                          f"stay the same)") from None
+
+
 def local_world_size() -> int:
     """Processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without torchrun)."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched_by_torchrun() else 1

@@ -249,7 +249,7 @@ class Trainer:
                 break
             last = (i + 1) % o.accum_steps == 0
             sync = self.ddp.no_sync() if D.is_dist() and not last else contextlib.nullcontext()
-            with sync:
+            with sync, D.out_of_memory_advice(len(y)):
                 with speed.autocast():
                     out = self.train_model(speed.inputs(x))
                     if o.aux_weight > 0:
