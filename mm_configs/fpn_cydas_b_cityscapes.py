@@ -3,6 +3,7 @@
 # 80k iterations, batch 8 (4 GPUs x 2).
 #
 #   torchrun --nproc_per_node 4 tools/train.py mm_configs/fpn_cydas_b_cityscapes.py --launcher pytorch
+#   python tools/train.py mm_configs/fpn_cydas_b_cityscapes.py --auto-scale-lr    # 1 GPU: lr x 2/8
 _base_ = [
     './_base_/fpn_cydas_b.py',
     'mmseg::_base_/datasets/cityscapes.py',
@@ -12,3 +13,5 @@ _base_ = [
 crop_size = (512, 1024)
 model = dict(data_preprocessor=dict(size=crop_size), decode_head=dict(num_classes=19))
 train_dataloader = dict(batch_size=2)
+# --auto-scale-lr: lr x (GPUs x batch per GPU) / 8, for runs on other than 4 GPUs (mmengine's Runner.scale_lr)
+auto_scale_lr = dict(enable=False, base_batch_size=8)
