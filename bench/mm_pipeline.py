@@ -36,12 +36,17 @@ CONFIGS = {  # config -> (data set, image size W x H, image format)
 }
 
 
-def natural_image(rng, w, h, noise=6.0):
+# pixel noise and fine-texture amplitude per format, chosen so that the files are about as large as the
+# data sets' (COCO train2017 JPEGs ~160 KB, Cityscapes leftImg8bit PNGs ~2.3 MB)
+TEXTURE = {"jpg": (16.0, 10.0), "png": (0.8, 4.0)}
+
+
+def natural_image(rng, w, h, noise=16.0, fine=10.0):
     """A photo-like RGB image: smooth random fields at a few scales plus sensor-like pixel noise."""
     import cv2
 
     img = np.zeros((h, w, 3), np.float32)
-    for cells, amp in ((4, 70.0), (16, 35.0), (64, 18.0), (256, 10.0)):
+    for cells, amp in ((4, 70.0), (16, 35.0), (64, 18.0), (256, fine)):
         small = rng.normal(0, amp, (max(2, cells * h // w), cells, 3)).astype(np.float32)
         img += cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     img += rng.normal(0, noise, img.shape)
@@ -62,7 +67,7 @@ def write_sample(folder: Path, dataset: str, size, fmt: str, seed: int) -> dict:
 
     rng = np.random.default_rng(seed)
     w, h = size
-    img = natural_image(rng, w, h)
+    img = natural_image(rng, w, h, *TEXTURE[fmt])
     path = folder / f"{dataset}_{seed}.{fmt}"
     cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if dataset == "COCO":

@@ -47,11 +47,13 @@ def test_config_without_a_base_batch_is_one_line(tmp_path):
                           "--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in the config")
 
 
-def test_our_configs_state_the_batch_their_lr_is_for():
+def test_our_configs_state_their_base_batch_and_loader_workers():
     from cydas_chain.mm.runner import load_config
 
-    for name, base, gpus in (("retinanet_cydas_b.py", 16, 8), ("retinanet_cydas_a.py", 16, 8),
-                             ("fpn_cydas_b_cityscapes.py", 8, 4), ("fpn_cydas_b_ade20k.py", 16, 4)):
+    for name, base, gpus, workers in (("retinanet_cydas_b.py", 16, 8, 2), ("retinanet_cydas_a.py", 16, 8, 2),
+                                      ("fpn_cydas_b_cityscapes.py", 8, 4, 6), ("fpn_cydas_b_ade20k.py", 16, 4, 4)):
         cfg = load_config(ROOT / "mm_configs" / name)
         assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=base), name
         assert cfg.train_dataloader.batch_size * gpus == base, name  # the schedule's GPUs x the batch per GPU
+        # loader workers per GPU from bench/mm_pipeline.py (docs/mm.md), kept alive between epochs
+        assert (cfg.train_dataloader.num_workers, cfg.train_dataloader.persistent_workers) == (workers, True), name
