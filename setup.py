@@ -11,9 +11,14 @@ from setuptools import find_namespace_packages, setup
 
 # The versions below are the ones the suite is tested with.  timm is pinned exactly because
 # we build on its EfficientNet builder (`timm.models._efficientnet_builder`), a private module.
+# torch is a range, so that a GPU machine's own CUDA build (a site or container torch, see README
+# "GPU machines") is kept: the suite is tested with 2.14.1 (the newest these machines get, and what a
+# fresh install picks); 2.6 is the oldest with the public APIs we use (torch.load's weights_only
+# default, torch.serialization.add_safe_globals / safe_globals, torch.amp.GradScaler(device)), not
+# tested.  ".0a0": container builds call themselves e.g. 2.6.0a0+<commit>.
 CORE = [
-    "torch==2.14.1",
-    "torchvision==0.29.1",
+    "torch>=2.6.0a0,<2.15",
+    "torchvision>=0.21.0a0,<0.30",
     "timm==1.0.31",
     "fvcore==0.1.5.post20221221",
     "thop==0.1.1.post2209072238",

@@ -155,7 +155,7 @@ def test_arch_file_of_another_space(tmp_path):
 def test_ddp_two_processes_train_the_same_paths(data, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", TOOL,
-           "--data", str(data), "--out", str(out), *TINY]
+           "--data", str(data), "--out", str(out), *TINY, "--device", "cpu"]  # auto would refuse: no CUDA
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **ENV})
     assert proc.returncode == 0, proc.stderr[-3000:]
     # every checkpoint compares the ranks' sampled paths and their weights (a mismatch stops the run)

@@ -35,13 +35,27 @@ def launched_by_torchrun() -> bool:
 
 
 def resolve_device(device: str | None = None, local_rank: int = 0) -> torch.device:
-    """``auto`` (or None) picks this process's GPU when there is one, else the CPU."""
+    """``auto`` (or None) picks this process's GPU when there is one, else the CPU.
+
+    ``auto`` never falls back to the CPU in silence where GPUs were meant to be used: under torchrun,
+    or when ``nvidia-smi`` lists GPUs that torch cannot use, it raises a :class:`CydasError` that says
+    why CUDA is unavailable (:func:`cydas_chain.core.gpu.cuda_unavailable_reason`); ``cpu`` still runs there."""
+    from . import gpu
+    from .errors import CydasError
+
     if device in (None, "", "auto"):
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if launched_by_torchrun():
+            raise CydasError(f"--device auto under torchrun needs CUDA, which is unavailable: "
+                             f"{gpu.cuda_unavailable_reason()}; or --device cpu to run the processes on the CPU")
+        if gpu.nvidia_smi_gpus():
+            raise CydasError(f"--device auto: this machine has GPUs, but CUDA is unavailable: "
+                             f"{gpu.cuda_unavailable_reason()}; or --device cpu to run on the CPU")
+        return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from .errors import CydasError
-        raise CydasError(f"--device {device} asked for, but no CUDA device is available")
+        raise CydasError(f"--device {device} asked for, but CUDA is unavailable: {gpu.cuda_unavailable_reason()}")
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", local_rank)
     return dev

@@ -187,8 +187,10 @@ def _common(cfg, config, work_dir, launcher):
     import torch
 
     if launcher != "none" and not torch.cuda.is_available():
+        from ..core.gpu import cuda_unavailable_reason
+
         raise ConfigError(f"--launcher {launcher} needs CUDA GPUs (mmengine 0.10.7 binds each process to a "
-                          f"GPU); on a CPU run without --launcher")
+                          f"GPU), and CUDA is unavailable: {cuda_unavailable_reason()}; on a CPU run without --launcher")
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
@@ -196,11 +198,26 @@ def _common(cfg, config, work_dir, launcher):
         cfg.work_dir = str(Path("work_dirs") / Path(config).stem)
 
 
+def enable_auto_scale_lr(cfg, config="config") -> None:
+    """``--auto-scale-lr`` as in mmdet's tools/train.py: mmengine's Runner then multiplies the learning rate by
+    (processes x ``train_dataloader.batch_size``) / ``auto_scale_lr.base_batch_size`` (``Runner.scale_lr``)."""
+    asl = cfg.get("auto_scale_lr")
+    base = asl.get("base_batch_size") if isinstance(asl, dict) else None
+    if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+        raise ConfigError(f"{config}: --auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in the config, "
+                          f"N the total batch its learning rate is set for (found {asl!r})")
+    cfg.auto_scale_lr = {**asl, "enable": True}
+
+
 def train(config, work_dir=None, resume: Optional[str] = None, amp: bool = False,
-          cfg_options: Optional[dict] = None, data_root: Optional[str] = None, launcher: str = "none"):
-    """Train as mmdet/mmseg's ``tools/train.py``; ``resume`` is ``'auto'`` (the work dir's latest) or a path."""
+          cfg_options: Optional[dict] = None, data_root: Optional[str] = None, launcher: str = "none",
+          auto_scale_lr: bool = False):
+    """Train as mmdet/mmseg's ``tools/train.py``; ``resume`` is ``'auto'`` (the work dir's latest) or a path;
+    ``auto_scale_lr`` scales the learning rate to the run's total batch (:func:`enable_auto_scale_lr`)."""
     cfg = load_config(config, cfg_options, data_root)
     _common(cfg, config, work_dir, launcher)
+    if auto_scale_lr:
+        enable_auto_scale_lr(cfg, config)
     if amp:
         import torch
 
