@@ -33,7 +33,7 @@ SETTINGS = {
 
 
 def curve(name: str, steps: int, every: int, out: Path) -> list:
-    from cydas_chain.chain.searcher import ChainSearch, SearchConfig
+    from cydas_chain.chain.searcher import ChainSearcher, SearchConfig
     from cydas_chain.core import data as cdata
     from cydas_chain.core.distributed import DistInfo
     from cydas_chain.core.logging import get_logger
@@ -44,11 +44,11 @@ def curve(name: str, steps: int, every: int, out: Path) -> list:
     tf = cdata.build_transforms(32, "embedded")
     train, val, classes = cdata.train_val_folders(root, None, tf.eval)
     epochs = -(-steps // (len(train) // 64)) + 1
-    cfg = SearchConfig(max_macs=int(400e6), epochs=epochs, batch_size=64, img_size=32, lr=s["lr"],
-                       lr_warmup_epochs=s["lr_warmup_epochs"], warmup_epochs=epochs - 1, eval_interval=10 ** 9,
-                       val_subset=len(val), weight_sharing=s["weight_sharing"], distill_weight=0.0, seed=0)
-    search = ChainSearch(cfg, train, tf.train, val, classes, out / f"run_{name}", DistInfo(), get_logger("bench"),
-                         normalize=(tf.mean, tf.std))
+    cfg = SearchConfig(max_macs=int(400e6), counter="fvcore", epochs=epochs, batch_size=64, img_size=32, lr=s["lr"],
+                       warmup_epochs=s["lr_warmup_epochs"], distill_start=epochs - 1, eval_interval=10 ** 9,
+                       weight_sharing=s["weight_sharing"], distill_weight=0.0, seed=0)
+    search = ChainSearcher(cfg, train, tf.train, val, classes, DistInfo(), get_logger("bench"),
+                           normalize=(tf.mean, tf.std))
     if s["timm_classifier"]:  # timm's EfficientNet init of the classifier, U(+-1/sqrt(classes))
         r = 1 / math.sqrt(len(classes))
         torch.nn.init.uniform_(search.supernet.classifier.weight, -r, r)

@@ -98,7 +98,7 @@ def search_ratios(speed, batch: int, size: int, warmup: int, steps: int) -> dict
     """Supernet step / child step of the same path, and search step / plain supernet step (paths of 400M)."""
     from cydas_chain.chain import extract_child
     from cydas_chain.chain.board import Entry
-    from cydas_chain.chain.searcher import ChainSearch, SearchConfig
+    from cydas_chain.chain.searcher import ChainSearcher, SearchConfig
     from cydas_chain.core.data import TensorImageDataset
     from cydas_chain.core.distributed import DistInfo
     from cydas_chain.core.logging import get_logger
@@ -107,13 +107,13 @@ def search_ratios(speed, batch: int, size: int, warmup: int, steps: int) -> dict
     classes = [str(i) for i in range(1000)]
     tiny = TensorImageDataset(np.zeros((batch, 8, 8, 3), np.uint8), [i % 1000 for i in range(batch)],
                               lambda im: torch.zeros(3, size, size, dtype=torch.uint8), classes)
-    cfg = SearchConfig(max_macs=int(400e6), epochs=1000, batch_size=batch, img_size=size, val_subset=batch, seed=0)
-    search = ChainSearch(cfg, tiny, lambda im: torch.zeros(3, size, size, dtype=torch.uint8), tiny, classes,
-                         Path("/tmp/gpu_check_search"), DistInfo(device=device), get_logger("gpu_check"), speed=speed)
-    search.step = search.warmup_steps  # after the warm-up: every step distils from the teacher
+    cfg = SearchConfig(max_macs=int(400e6), epochs=1000, batch_size=batch, img_size=size, seed=0)
+    search = ChainSearcher(cfg, tiny, lambda im: torch.zeros(3, size, size, dtype=torch.uint8), tiny, classes,
+                           DistInfo(device=device), get_logger("gpu_check"), speed=speed)
+    search.step = search.distill_steps  # after the warm-up: every step distils from the teacher
     x = speed.inputs(torch.randn(batch, 3, size, size, device=device))
     y = torch.randint(0, 1000, (batch,), device=device)
-    search.val_batches = [(x, y)]  # one batch of the validation subset; scaled to 5,000 images below
+    search.score_batches = [(x, y)]  # one batch of the scoring images; scaled to 5,000 images below
     path = tuple(int(c) for c in search.sampler.sample())
     teacher = tuple(int(c) for c in search.sampler.sample())
     search.board.entries[0] = Entry(teacher, int(search.table.path_macs(teacher)))

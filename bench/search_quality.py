@@ -253,7 +253,9 @@ def search_job(job: dict) -> dict:
     import torch
 
     from cydas_chain.chain.evolution import EvolutionConfig
-    from cydas_chain.chain.searcher import ChainSearch, SearchConfig
+    from cydas_chain.chain.run import ChainSearchRun, RunOptions
+    from cydas_chain.chain.searcher import ChainSearcher, SearchConfig
+    from cydas_chain.core.run import RunDir
     from cydas_chain.core.distributed import DistInfo
     from cydas_chain.core.logging import get_logger
 
@@ -268,13 +270,12 @@ def search_job(job: dict) -> dict:
     from cydas_chain.core.speed import resolve_speed
 
     device = torch.device(job["device"])
-    search = ChainSearch(cfg, train, tf.train, val, classes, out, DistInfo(device=device), log, workers=0,
-                         save_interval=10 ** 9, data_desc=job["data"]["desc"], speed=resolve_speed(device),
-                         normalize=(tf.mean, tf.std))
-    search.run()
+    search = ChainSearcher(cfg, train, tf.train, val, classes, DistInfo(device=device), log, workers=0,
+                           speed=resolve_speed(device), normalize=(tf.mean, tf.std))
+    ChainSearchRun(search, RunDir(out), log, RunOptions(save_interval=10 ** 9, data_desc=job["data"]["desc"])).run()
     t_search = time.time() - t0
     teacher = [int(c) for c in search.board.teacher.path]
-    evolution = search.evolve(EvolutionConfig(**job["evolution"]))
+    evolution = search.evolve(search.evolution(EvolutionConfig(**job["evolution"])))
     best = [int(c) for c in evolution["top"][0]["path"]]
     t_evolve = time.time() - t0 - t_search
     paths = [list(p) for p in job["paths"]] + [teacher, best]
@@ -459,10 +460,11 @@ def main(argv=None) -> int:
     recipe = {"epochs": args.train_epochs, "lr": args.train_lr, "batch": args.train_batch,
               "label_smoothing": args.label_smoothing}
     common = {"data": data, "img_size": args.img_size, "device": args.device}
-    search_cfg = dict(max_macs=max_macs, min_macs=0, board_size=1, epochs=args.epochs,
-                      warmup_epochs=args.epochs / 6, lr_warmup_epochs=args.epochs / 40, batch_size=args.batch_size,
+    # the search's defaults (the default preset), with this bench's sizes; the budget in fvcore MACs, as the paths'
+    search_cfg = dict(max_macs=max_macs, min_macs=0, counter="fvcore", board_size=1, epochs=args.epochs,
+                      distill_start=args.epochs / 6, warmup_epochs=args.epochs / 40, batch_size=args.batch_size,
                       img_size=args.img_size, cost_size=224, lr=args.lr, momentum=0.9, weight_decay=4e-5,
-                      temperature=1.0, eval_interval=args.eval_interval, val_subset=len(val_set), replace_test="mcnemar",
+                      temperature=1.0, eval_interval=args.eval_interval, replace_test="mcnemar",
                       replace_alpha=0.05, replace_gap=args.replace_gap,
                       slots=tuple(DEFAULT_SLOTS), weight_sharing="entangled",
                       final="teacher", calib_batches=args.calib_batches)
@@ -655,9 +657,9 @@ def summarise(args, data, space, table, randoms, searches, trained, seconds) -> 
                      "supernets": {n: {"distill_weight": w} for n, w in SUPERNETS.items()},
                      "search": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                 "eval_interval": args.eval_interval, "replace_gap": args.replace_gap,
-                                "warmup_epochs": args.epochs / 6,
-                                "lr_warmup_epochs": args.epochs / 40, "weight_sharing": "entangled",
-                                "val_subset": "all val", "calib_batches": args.calib_batches,
+                                "distill_start": args.epochs / 6,
+                                "warmup_epochs": args.epochs / 40, "weight_sharing": "entangled",
+                                "scoring_images": "all val", "calib_batches": args.calib_batches,
                                 "seeds": list(range(args.search_seed, args.search_seed + args.search_seeds))},
                      "evolution": {"population": args.population, "generations": args.generations,
                                    "parents": args.parents}},

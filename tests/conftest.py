@@ -69,10 +69,11 @@ def run_two_process_script(tmp_path, source: str, repo_root) -> list:
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
-def kill_at_first_checkpoint(args, ckpt, cwd=ROOT, env=None, timeout=300):
+def kill_at_first_checkpoint(args, ckpt, cwd=ROOT, env=None, timeout=300, until=None):
     """Start ``python args...`` and SIGKILL it (its whole process group: torchrun's workers too) as soon as
-    checkpoint ``ckpt`` is on disk: a real interruption at a checkpoint boundary, no switch in the code.
-    Asserts that the process was killed, not finished; returns the checkpoint."""
+    checkpoint ``ckpt`` is on disk (and, given ``until``, holds a state for which ``until(state)`` is true): a
+    real interruption at a checkpoint boundary, no switch in the code.  Asserts that the process was killed,
+    not finished; returns the checkpoint."""
     import signal
     import subprocess
     import tempfile
@@ -80,12 +81,22 @@ def kill_at_first_checkpoint(args, ckpt, cwd=ROOT, env=None, timeout=300):
 
     import torch
 
+    def reached() -> bool:
+        if not Path(ckpt).exists():
+            return False
+        if until is None:
+            return True
+        try:  # the atomic write leaves a whole file, or the previous one
+            return bool(until(torch.load(ckpt, map_location="cpu", weights_only=True)))
+        except (OSError, RuntimeError, EOFError):
+            return False
+
     with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a full pipe would block the tool
         proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not Path(ckpt).exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while not reached() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01 if until is None else 0.05)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:

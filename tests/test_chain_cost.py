@@ -79,15 +79,32 @@ def test_batch_evaluation_matches_single(table):
     assert all(batch[i] == table.path_macs(paths[i]) for i in range(0, 1000, 97))
 
 
-def test_latency_table_is_measured_and_cached(tmp_path):
-    from cydas_chain.chain.cost import measure_latency_table
+def test_thop_table_sums_to_thops_count_and_the_budgets_that_hold_the_published_networks():
+    """The thop table is additive too (a path's sum is thop's count of its network), and it puts CyDAS-a and
+    CyDAS-b within the paper's budgets, 300M and 400M, where fvcore's counts do not."""
+    from cydas_chain.core.flops import count_macs
 
-    table, fixed = measure_latency_table(DEFAULT_SPACE, 1000, 32, repeats=1, cache_dir=tmp_path)
-    assert table.shape == DEFAULT_SPACE.choice_mask.shape and fixed > 0
-    assert (table[:, :SKIP] > 0).all() and (table[:, SKIP] == 0).all()
+    thop_table = build_cost_table(DEFAULT_SPACE, 1000, 224, counter="thop")
+    assert thop_table.counter == "thop"
+    path = uniform_paths(np.random.default_rng(4), 1)[0]
+    assert thop_table.path_macs(path) == count_macs(create_chain_model("cydas_chain", ChainArch.from_path(path))
+                                                    ).thop_macs
+    fv = build_cost_table(DEFAULT_SPACE, 1000, 224)
+    a, b = (PUBLISHED[n].to_path() for n in ("cydas_a", "cydas_b"))
+    assert thop_table.path_macs(a) <= 300e6 < fv.path_macs(a) and thop_table.path_macs(b) <= 400e6 < fv.path_macs(b)
+    with pytest.raises(Exception, match="unknown MACs counter 'ptflops'"):
+        build_cost_table(DEFAULT_SPACE, 1000, 224, counter="ptflops")
+
+
+def test_latency_table_is_measured_and_cached(tmp_path):
+    from cydas_chain.chain.latency import cached_table
+
+    lat = cached_table(DEFAULT_SPACE, 1000, 32, "cpu", tmp_path, repeats=1)
+    assert lat.table.shape == DEFAULT_SPACE.choice_mask.shape and lat.fixed > 0
+    assert (lat.table[:, :SKIP] > 0).all() and (lat.table[:, SKIP] == 0).all()
     (cached,) = tmp_path.iterdir()
     assert "32x32_c1000" in cached.name
-    again, fixed_again = measure_latency_table(DEFAULT_SPACE, 1000, 32, repeats=1, cache_dir=tmp_path)
-    assert (again == table).all() and fixed_again == fixed  # read back, not measured again
-    other, _ = measure_latency_table(DEFAULT_SPACE, 1000, 48, repeats=1, cache_dir=tmp_path)
+    again = cached_table(DEFAULT_SPACE, 1000, 32, "cpu", tmp_path, repeats=1)
+    assert (again.table == lat.table).all() and again.fixed == lat.fixed  # read back, not measured again
+    cached_table(DEFAULT_SPACE, 1000, 48, "cpu", tmp_path, repeats=1)
     assert len(list(tmp_path.iterdir())) == 2  # another input size is another table

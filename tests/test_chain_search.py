@@ -16,9 +16,10 @@ from cydas_chain.core.data import make_shapes_folder
 pytestmark = pytest.mark.slow
 TOOL = "tools/search_chain.py"
 ENV = {"OMP_NUM_THREADS": "1"}  # one thread per process: the suite runs with xdist on a shared CPU
-# 80 train images of 16x16, batch 16: 5 steps an epoch, 10 steps, the rule applied every 2 steps
-TINY = ["--flops", "400", "--epochs", "2", "--batch-size", "16", "--img-size", "16", "--eval-interval", "2",
-        "--val-subset", "40", "--save-interval", "3", "--workers", "0"]
+# 80 train images of 16x16, 20 held out to score paths (2 a class), batch 12: 5 steps an epoch, 10 steps, the rule
+# applied every 2 steps from step 2 (distillation after epochs/6 = 1.7 steps)
+TINY = ["--flops", "400", "--epochs", "2", "--batch-size", "12", "--img-size", "16", "--eval-interval", "2",
+        "--holdout", "0.25", "--save-interval", "3", "--workers", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,17 @@ def test_outputs(finished):
 
     arch = json.loads(read(finished, "arch.json"))
     assert arch["space"] == "cydas_chain" and len(arch["path"]) == 21 and arch["slots"] == [4, 4, 5, 4, 4]
-    assert arch["fvcore_macs"] <= 400e6 and arch["thop_macs"] > 0 and arch["params"] > 0
+    assert arch["counter"] == "thop" and arch["budget"]["counter"] == "thop" and arch["preset"] == "default"
+    assert arch["budget"]["macs"] == arch["thop_macs"] <= 400e6 and arch["params"] > 0
     assert arch["search"]["max_macs"] == 400_000_000 and arch["search"]["steps"] == 10
     model = timm.create_model("cydas_chain", arch=str(finished / "arch.json"), num_classes=arch["num_classes"])
     cost = count_macs(model, 224)
-    assert (cost.fvcore_macs, cost.params) == (arch["fvcore_macs"], arch["params"])
+    assert (cost.fvcore_macs, cost.thop_macs, cost.params) == (arch["fvcore_macs"], arch["thop_macs"], arch["params"])
+    # scored on 20 images held out of train/ (2 a class); the final score is the result's on val/ (40 images)
+    assert arch["selection"]["images"] == 20 and arch["report"]["images"] == 40 and arch["report"]["set"] == "val/"
+    assert arch["score"] == arch["report"]["top1"] and "never used" in arch["score_metric"]
+    assert set(arch["learning"]) >= {"ce_at_distill_start", "ce_at_end", "chance_ce", "learned", "at_chance"}
+    assert (finished / "weights.pth").is_file() and arch["weights"] == "weights.pth"
 
     history = json.loads(read(finished, "teacher_history.json"))
     assert history[0]["event"] == "init" and history[0]["score"] is None
@@ -74,7 +81,7 @@ def test_outputs(finished):
     assert "teacher_macs" in rows[0] and all(r["score"] for r in rows)
     assert (finished / "search.png").stat().st_size > 10_000
     ckpt = torch.load(finished / "checkpoints" / "last.pth", weights_only=True)
-    assert ckpt["step"] == 10
+    assert ckpt["step"] == 10 and ckpt["version"] == 2
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(data, finished, tmp_path):
@@ -85,6 +92,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(data, finished, tmp_pat
                                     env=ENV)["step"]
     assert step in (3, 6, 9) and not (out / "arch.json").exists()
     run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume", env=ENV, check=True)
+    assert torch.load(out / "weights.pth", weights_only=True)["state_dict"].keys() == \
+        torch.load(finished / "weights.pth", weights_only=True)["state_dict"].keys()
     for name in ("arch.json", "teacher_history.json", "evaluations.csv", "metrics.csv"):
         assert read(out, name) == read(finished, name), name  # the re-done steps logged once, alike
 
@@ -111,7 +120,11 @@ def test_bad_data(tmp_path, data):
 
 def test_infeasible_budget(tmp_path, data):
     line = error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY[2:], "--flops", "50", env=ENV))
+    assert "outside the feasible range 81.7M..576.5M" in line  # thop's, the default counter
+    line = error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY[2:], "--flops", "50",
+                               "--counter", "fvcore", env=ENV))
     assert "outside the feasible range 86.8M..595.5M" in line
+    assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_bad_checkpoints(tmp_path, data, finished):
@@ -164,17 +177,18 @@ def test_ddp_two_processes_train_the_same_paths(data, tmp_path):
     rows = list(csv.DictReader(io.StringIO(read(out, "metrics.csv"))))
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10] and all(r["path"].count("|") == 4 for r in rows)
     arch = json.loads(read(out, "arch.json"))
-    assert arch["search"]["world_size"] == 2 and arch["fvcore_macs"] <= 400e6
+    assert arch["search"]["world_size"] == 2 and arch["thop_macs"] <= 400e6
     assert proc.stderr.count("searched architecture") == 1  # written and reported once
+    assert arch["report"]["images"] == 40  # both ranks' shares of val/, counted once
 
 
-def test_warmup_then_distillation_and_the_rule(data, tmp_path):
-    """No distillation and no teacher replacement before --warmup-epochs; both from then on."""
+def test_distill_start_then_distillation_and_the_rule(data, tmp_path):
+    """No distillation and no teacher replacement before --distill-start; both from then on."""
     import csv
 
     out = tmp_path / "warm"
     # 5 steps an epoch: warm-up of 1.2 epochs = 6 steps; the bare rule, so replacements can happen; a row a step
-    run_tool(TOOL, "--data", data, "--out", out, *TINY[:2], "--epochs", "4", *TINY[4:], "--warmup-epochs", "1.2",
+    run_tool(TOOL, "--data", data, "--out", out, *TINY[:2], "--epochs", "4", *TINY[4:], "--distill-start", "1.2",
              "--replace-test", "none", "--log-interval", "1", env=ENV, check=True)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 21)) and {r["steps"] for r in rows} == {"1"}
@@ -187,7 +201,7 @@ def test_warmup_then_distillation_and_the_rule(data, tmp_path):
     history = json.loads(read(out, "teacher_history.json"))
     assert all(h["step"] >= 6 for h in history if h["event"] != "init")
     arch = json.loads(read(out, "arch.json"))
-    assert arch["search"]["warmup_epochs"] == 1.2 and arch["budget"]["macs"] <= 400e6
+    assert arch["search"]["distill_start"] == 1.2 and arch["budget"]["macs"] <= 400e6
 
 
 def digits_folder(root, classes=4, train=60, val=20):
@@ -208,29 +222,39 @@ def digits_folder(root, classes=4, train=60, val=20):
     return root
 
 
+# a schedule a CPU user would pick for a small folder: 100 steps at 32 px (the rest: the --data defaults)
+USER_SCHEDULE = ["--flops", "400", "--epochs", "10", "--batch-size", "24", "--img-size", "32", "--eval-interval",
+                 "10", "--holdout", "0.25", "--save-interval", "1000", "--workers", "0", "--log-interval", "1",
+                 "--lr", "0.05", "--crop-scale", "1.0"]
+
+
 def test_the_search_learns_on_user_data(tmp_path):
     """--data with a CPU-sized schedule (100 steps at 32 px, the --data transforms: random-resized crops
-    and flips): the supernet's loss falls well below chance and the result scores far above it."""
-    import csv
+    and flips): the supernet's loss falls well below chance, no warning, and the result scores far above it
+    on val/."""
     import math
 
-    data = digits_folder(tmp_path / "digits4")
+    data = digits_folder(tmp_path / "digits4", train=80)
     out = tmp_path / "learn"
-    run_tool(TOOL, "--data", data, "--out", out, "--flops", "400", "--epochs", "10", "--batch-size", "24",
-             "--img-size", "32", "--lr", "0.05", "--crop-scale", "1.0", "--eval-interval", "10",
-             "--val-subset", "80", "--save-interval", "1000", "--workers", "0", "--log-interval", "1",
-             env=ENV, check=True)
+    proc = run_tool(TOOL, "--data", data, "--out", out, *USER_SCHEDULE, env=ENV, check=True)
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     chance = math.log(4)
     first = sum(float(r["ce"]) for r in rows[:10]) / 10
     last = sum(float(r["ce"]) for r in rows[-10:]) / 10
     assert len(rows) == 100 and first > 0.9 * chance and last < 0.6 * chance, (first, last)
+    assert "WARNING" not in proc.stderr
     arch = json.loads(read(out, "arch.json"))
+    assert arch["learning"]["learned"] and not arch["at_chance"] and arch["chosen_by"] == "teacher"
     assert arch["chance"] == 25.0 and arch["score"] > 2 * arch["chance"], arch["score"]
 
 
 @pytest.mark.parametrize("flags, message", [
+    (["--distill-start", "2"], "--distill-start must be in [0, --epochs=2)"),
     (["--warmup-epochs", "2"], "--warmup-epochs must be in [0, --epochs=2)"),
+    (["--preset", "cream"], "argument --preset: invalid choice: 'cream'"),
+    (["--counter", "ptflops"], "argument --counter: invalid choice: 'ptflops'"),
+    (["--holdout", "0.01"], "--holdout 0.01 holds out no image of class"),
+    (["--holdout", "0.95"], "leaves class"),
     (["--slots", "4,4,x"], "--slots takes comma-separated integers"),
     (["--slots", "4,4,5"], "slots must be 5 positive integers"),
     (["--replace-alpha", "0"], "alpha must be in (0, 1]"),
@@ -238,6 +262,7 @@ def test_the_search_learns_on_user_data(tmp_path):
 ])
 def test_bad_search_options(tmp_path, data, flags, message):
     assert message in error_line(run_tool(TOOL, "--data", data, "--out", tmp_path / "o", *TINY, *flags, env=ENV))
+    assert not (tmp_path / "o").exists()  # nothing written
 
 
 def test_final_evolution(data, tmp_path):
@@ -250,9 +275,9 @@ def test_final_evolution(data, tmp_path):
     arch = json.loads(read(out, "arch.json"))
     best = [g["best_score"] for g in evo["history"]]
     assert len(best) == 3 and best == sorted(best)
-    assert arch["chosen_by"] == "evolution" and arch["score"] == best[-1] == evo["top"][0]["score"]
+    assert arch["chosen_by"] == "evolution" and arch["selection"]["score"] == best[-1] == evo["top"][0]["score"]
     assert arch["path"] == list(ChainArchFromPath(evo["top"][0]["path"]).to_path())
-    assert all(t["macs"] <= 350e6 for t in evo["top"]) and arch["fvcore_macs"] <= 350e6
+    assert all(t["macs"] <= 350e6 for t in evo["top"]) and arch["thop_macs"] <= 350e6
     assert evo["teacher"]["recalibrated_score"] is not None and arch["teacher"]["path"] == evo["teacher"]["path"]
 
 
@@ -273,3 +298,43 @@ def test_paper_rule_round_trips_through_resume(data, tmp_path):
     run_tool(TOOL, "--data", data, "--out", out, "--flops", "400", "--resume", env=ENV, check=True)
     again = json.loads(read(out, "arch.json"))
     assert again["search"]["replace_gap"] is None and again["path"] == first["path"]
+
+
+def test_selection_never_reads_val(data, finished, tmp_path):
+    """val/ only reports: a search given a val/ whose labels are permuted (its class folders renamed in a
+    cycle) selects exactly what one given the true val/ selects; only the reported score differs."""
+    permuted = tmp_path / "permuted"
+    shutil.copytree(data, permuted)
+    classes = sorted(p.name for p in (permuted / "val").iterdir())
+    for c in classes:
+        (permuted / "val" / c).rename(permuted / "val" / f"tmp_{c}")
+    for c, new in zip(classes, classes[1:] + classes[:1]):
+        (permuted / "val" / f"tmp_{c}").rename(permuted / "val" / new)
+    out = tmp_path / "run"
+    run_tool(TOOL, "--data", permuted, "--out", out, *TINY, env=ENV, check=True)
+    for name in ("teacher_history.json", "evaluations.csv"):
+        assert read(out, name) == read(finished, name), name
+    got, ref = json.loads(read(out, "arch.json")), json.loads(read(finished, "arch.json"))
+    assert got["path"] == ref["path"] and got["selection"] == ref["selection"]
+    assert got["report"]["images"] == ref["report"]["images"] and got["report"]["top1"] != ref["report"]["top1"]
+
+
+def test_a_search_that_cannot_learn_says_so(tmp_path):
+    """The user-data search of the test above, its labels shuffled (they no longer follow the images): one
+    warning line at the end of the distillation warm-up and at the end naming the options, and arch.json
+    labels the result as chosen at chance."""
+    import random
+
+    data = digits_folder(tmp_path / "digits4", train=80)
+    files = sorted((data / "train").rglob("*.png"))
+    random.Random(0).shuffle(files)
+    for i, f in enumerate(files):  # every image into a class folder unrelated to its digit
+        f.rename(data / "train" / str(i % 4) / f"s{i}_{f.name}")
+    out = tmp_path / "learn"
+    proc = run_tool(TOOL, "--data", data, "--out", out, *USER_SCHEDULE, env=ENV, check=True)
+    warnings = [ln for ln in proc.stderr.splitlines() if "WARNING" in ln]
+    assert sum("has not learned" in w and "--lr" in w and "--crop-scale" in w for w in warnings) == 2, proc.stderr
+    assert any("indistinguishable from chance" in w for w in warnings), proc.stderr[-2000:]
+    arch = json.loads(read(out, "arch.json"))
+    assert arch["at_chance"] and arch["learning"]["at_chance"] and not arch["learning"]["learned"]
+    assert arch["score_metric"].startswith("AT CHANCE, not a search result")

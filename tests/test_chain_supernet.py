@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cydas_chain.chain import ChainSupernet, extract_child
-from cydas_chain.chain.searcher import ChainSearch, SearchConfig
+from cydas_chain.chain.searcher import ChainSearcher, SearchConfig
 from cydas_chain.core.data import TensorImageDataset
 from cydas_chain.core.distributed import DistInfo
 from cydas_chain.core.logging import get_logger
@@ -91,10 +91,10 @@ def test_loss_decreases_on_a_repeated_batch(tmp_path):
     from torchvision import transforms as T
     from cydas_chain.core.data import normalize_uint8
     tf = T.PILToTensor()  # uint8, as build_transforms gives: the search normalises on the device
-    cfg = SearchConfig(max_macs=int(400e6), epochs=40, batch_size=16, img_size=16, lr=0.02, lr_warmup_epochs=0,
-                       eval_interval=1, val_subset=8, seed=0)
-    search = ChainSearch(cfg, data, tf, TensorImageDataset(images[:8], labels[:8], tf, list("abcd")),
-                         list("abcd"), tmp_path, DistInfo(), get_logger("test_chain"))
+    cfg = SearchConfig(max_macs=int(400e6), epochs=40, batch_size=16, img_size=16, lr=0.02, warmup_epochs=0,
+                       eval_interval=1, seed=0)
+    search = ChainSearcher(cfg, data, tf, TensorImageDataset(images[:8], labels[:8], tf, list("abcd")),
+                           list("abcd"), DistInfo(), get_logger("test_chain"))
     x = normalize_uint8(torch.stack([tf(data[i][0]) for i in range(16)]), search.mean, search.std)
     y = torch.tensor(labels[:16])
     path = search.board.teacher.path  # the teacher's own path: KL starts near 0

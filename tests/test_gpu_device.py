@@ -136,3 +136,19 @@ def test_why_cuda_is_unavailable(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", None)
     assert gpu.cuda_unavailable_reason().startswith("this torch is built without CUDA (torch ")
     assert "CYDAS_SITE_TORCH=1" in gpu.cuda_unavailable_reason()
+
+
+def test_the_mm_tools_refuse_gpus_torch_cannot_use(gpu_path, monkeypatch, tmp_path):
+    """tools/train.py and tools/test.py let mmengine choose the device: on a machine whose GPUs torch cannot use
+    they stop with the reason instead of training on the CPU in silence."""
+    pytest.importorskip("mmengine")
+    from mmengine.config import Config
+
+    from cydas_chain.core.errors import ConfigError
+    from cydas_chain.mm.runner import _common
+
+    monkeypatch.setenv("PATH", gpu_path)
+    with pytest.raises(ConfigError, match="this machine has GPUs .* but torch cannot use them: .*CUDA_VISIBLE_DEVICES="):
+        _common(Config({}), "retinanet_cydas_b.py", tmp_path / "w", "none")
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(os.pathsep, 1)[1])  # no nvidia-smi: a CPU machine
+    _common(Config({}), "retinanet_cydas_b.py", tmp_path / "w", "none")  # runs on the CPU, as before

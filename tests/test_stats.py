@@ -66,3 +66,15 @@ def test_mean_difference_welch():
     undefined = stats.mean_difference([1, 1], [2, 2])  # no variance on either side
     assert undefined["diff"] == 1.0 and math.isnan(undefined["p"])
     assert math.isnan(stats.mean_difference([1], [2, 3])["t"])
+
+
+def test_binomial_upper_tail_by_hand():
+    from cydas_chain.core.stats import binomial_upper_tail
+
+    assert binomial_upper_tail(2, 2, 0.5) == pytest.approx(0.25)
+    assert binomial_upper_tail(1, 3, 0.5) == pytest.approx(7 / 8)
+    assert binomial_upper_tail(0, 5, 0.1) == 1.0 and binomial_upper_tail(6, 5, 0.1) == 0.0
+    # 3 or more right of 10 at chance 0.1: 1 - (P0 + P1 + P2)
+    exact = 1 - sum(math.comb(10, i) * 0.1 ** i * 0.9 ** (10 - i) for i in range(3))
+    assert binomial_upper_tail(3, 10, 0.1) == pytest.approx(exact, rel=1e-12)
+    assert binomial_upper_tail(200, 1000, 0.1) < 1e-20  # far above chance

@@ -20,11 +20,10 @@ Examples:
   python tools/convert_official.py seg_backbone.pth.tar --model cydas_b --head-width 320
   python tools/convert_official.py my_net.pth.tar my_net.pth --arch runs/search_chain/arch.json
 """
-import argparse
 import sys
 import warnings
 
-from cydas_chain.core.cli import run_tool
+from cydas_chain.core.cli import ToolParser, run_tool
 from cydas_chain.core.errors import ArchError, CydasError
 
 
@@ -33,7 +32,7 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__)
     parser.add_argument("src", metavar="SRC", help="official checkpoint (.pth / .pth.tar)")
     parser.add_argument("dst", metavar="DST", nargs="?",
                         help="output state dict (default: checkpoints/<model>_in1k.pth, what the mm configs load)")

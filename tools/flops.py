@@ -8,11 +8,10 @@ Examples:
   python tools/flops.py mm_configs/retinanet_cydas_b.py   # an MMDetection/MMSegmentation config:
                                                          # backbone and whole model at its input size
 """
-import argparse
 import json
 from pathlib import Path
 
-from cydas_chain.core.cli import run_tool
+from cydas_chain.core.cli import ToolParser, run_tool
 from cydas_chain.core.errors import CydasError
 
 
@@ -35,7 +34,7 @@ def _si(n: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__)
     parser.add_argument("target", help="timm model name (e.g. cydas_b) or path of an arch.json")
     parser.add_argument("--input-size", type=int, nargs="+", default=None,
                         help="input resolution: one side or H W (default: 224; for an mm config, "

@@ -13,16 +13,15 @@ tools/search_cell.py --space nb201.  Prints the cell's index and its CIFAR-10, C
 ImageNet16-120 validation and test accuracy (200-epoch schedule, mean over the trained seeds).
 Nothing is downloaded.
 """
-import argparse
 import json
 from pathlib import Path
 
-from cydas_chain.core.cli import run_tool
+from cydas_chain.core.cli import ToolParser, run_tool
 from cydas_chain.core.errors import ArchError
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(description=__doc__)
     p.add_argument("file", type=Path, help="NAS-Bench-201 .pth file, or a NATS-Bench topology file/folder")
     p.add_argument("cell", help="|op~0|+|op~0|op~1|+|op~0|op~1|op~2| or a genotype.json of search_cell.py")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

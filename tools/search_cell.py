@@ -30,13 +30,13 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from cydas_chain.core.cli import run_tool
+from cydas_chain.core.cli import ToolParser, run_tool
 from cydas_chain.core.errors import CydasError
 from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(description=__doc__)
     p.add_argument("--space", choices=("darts", "nb201"), default="darts", help="cell search space (default: darts)")
     p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet"), default="cifar10",
                    help="cifar10/cifar100: python pickle batches; imagenet: DIR/train/<class>/ (default: cifar10)")
@@ -119,27 +119,13 @@ def build_config(args, num_classes: int):
     return cfg, preset
 
 
-def write_outputs(out: Path, searcher, bench=None) -> None:
-    from cydas_chain.core.checkpoint import write_json
-
-    genotype = searcher.search_net.genotype()
-    extra, history = {}, searcher.genotype_history
-    if bench is not None:
-        extra["nas_bench_201"] = bench.found_or_none(genotype.arch_str())
-        history = [{**h, "nas_bench_201": bench.found_or_none(h["genotype"]["arch_str"])} for h in history]
-    write_json(out / "genotype.json", {**genotype.to_dict(), "epoch": searcher.epoch, **extra})
-    write_json(out / "genotype_history.json", history)
-    write_json(out / "alpha_history.json", [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in h.items()}
-                                      for h in searcher.alpha_history])
-    searcher.space.draw(genotype, out, searcher.epoch)
-
-
 def main(argv=None) -> int:
     args, run = parse_run_args(build_parser(), argv)
     from cydas_chain.core.distributed import default_workers, is_main_process, process_group
-    from cydas_chain.core.logging import MetricWriter, get_logger
+    from cydas_chain.core.logging import get_logger
     from cydas_chain.darts.data import EMBEDDED_IMAGE_SIZE, search_splits
     from cydas_chain.darts.nb201_bench import NB201Bench
+    from cydas_chain.darts.run import CellSearchRun
     from cydas_chain.darts.searcher import CyclicSearcher
     from cydas_chain.darts.spaces import cell_space
 
@@ -173,34 +159,7 @@ def main(argv=None) -> int:
         if searcher.steps_per_epoch() < 1:
             raise CydasError(f"the total batch of {cfg.batch_size} is larger than the split "
                              f"({min(len(train), len(val))} images): lower --batch-size")
-        metrics = MetricWriter(args.out)
-        if run.resume is not None:
-            searcher.resume(run.resume)
-            metrics.truncate_after(searcher.epoch)
-            log.info("resumed at epoch %d (step %d)", searcher.epoch, searcher.global_step)
-
-        def on_epoch(epoch, m):
-            from cydas_chain.darts.nb201_bench import BENCH_DATASETS, format_accuracies
-            g = searcher.search_net.genotype()
-            found = bench.found_or_none(g.arch_str()) if bench is not None else None
-            if found is not None:  # the cell of this cycle, as the benchmark knows it
-                m = dict(m, **{f"nb201_{name}_{kind}": found[name][kind] for name in BENCH_DATASETS
-                               for kind in ("valid", "test") if found[name][kind] is not None})
-            metrics.write(epoch, m)
-            if is_main_process():
-                write_outputs(args.out, searcher, bench)
-            log.info("epoch %d/%d %s | genotype %s", epoch, cfg.total_epochs,
-                     " ".join(f"{k}={v:.4g}" for k, v in m.items()), g)
-            if found is not None:
-                log.info("NAS-Bench-201 cell %d, test accuracy: %s", found["index"], format_accuracies(found))
-
-        searcher.run(checkpoint=run.last, on_epoch=on_epoch)
-        metrics.close()
-        if dist.world_size > 1:
-            log.info("the %d processes held the same weights at every checkpoint", dist.world_size)
-        if is_main_process():
-            write_outputs(args.out, searcher, bench)
-            log.info("final genotype written to %s", args.out / "genotype.json")
+        CellSearchRun(searcher, run, log, bench).run()
     return 0
 
 

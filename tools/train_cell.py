@@ -29,13 +29,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cydas_chain.core.cli import run_tool
+from cydas_chain.core.cli import ToolParser, run_tool
 from cydas_chain.core.errors import CydasError
 from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(description=__doc__)
     p.add_argument("--genotype", default="cydas_cifar", help="published name or genotype JSON (default: cydas_cifar)")
     p.add_argument("--dataset", choices=("cifar10", "cifar100", "imagenet"), default="cifar10",
                    help="cifar10/cifar100: python pickle batches; imagenet: DIR/train + DIR/val (default: cifar10)")

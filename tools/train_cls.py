@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Train a backbone on image classification from scratch with the CyDAS recipe, or evaluate one.
 
-The defaults are the paper's ImageNet retraining recipe: RMSProp (TF style, momentum 0.9, decay
-0.9, eps 1e-3), weight decay 1e-5, dropout 0.2 and drop-path 0.2, lr 0.04 for a total batch of
-1024 (8 GPUs x 128) scaled linearly with YOUR total batch (lr = 0.04 x --batch-size / 1024;
---batch-size is the total over all processes, as in every tool), 3 lr warm-up epochs then cosine,
-AutoAugment, EMA of the weights; label smoothing 0.1 (timm).
+The default recipe (docs/train_cls.md gives every value's source: the paper, the released retraining
+configs, or ours): RMSProp (TF style, momentum 0.9, decay 0.9, eps 1e-3), weight decay 1e-5, dropout
+0.2 (the paper's) and drop-path 0.2 (ours), lr 0.04 for a total batch of 1024 (8 GPUs x 128) scaled
+linearly with YOUR total batch (lr = 0.04 x --batch-size / 1024; --batch-size is the total over all
+processes, as in every tool), 3 lr warm-up epochs then cosine, AutoAugment, EMA of the weights; label
+smoothing 0.1 (timm); 350 epochs on ImageNet (the paper's).
 
 Data: --data DIR in the ImageNet folder layout (DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg;
 without val/, 10% of train/ is held out).  Without --data, a small synthetic 10-class "shapes"
@@ -21,7 +22,7 @@ Checkpoints keep weights under 'state_dict' and EMA weights under 'state_dict_em
 Examples:
   python tools/train_cls.py --out runs/cls_shapes                      # embedded set, CPU, minutes
   torchrun --nproc_per_node 8 tools/train_cls.py --model cydas_b --data /data/imagenet \\
-      --out runs/cydas_b_in1k                                         # the paper's recipe, bf16 on the GPUs
+      --out runs/cydas_b_in1k                                         # the default recipe, bf16 on the GPUs
   python tools/train_cls.py --arch runs/search_chain/arch.json --data /data/imagenet --out runs/x
   python tools/train_cls.py --out runs/cydas_b_in1k --resume           # continue with the run's settings
   python tools/train_cls.py --eval-only --checkpoint runs/x/checkpoints/best.pth --data /data/imagenet
@@ -30,7 +31,7 @@ import argparse
 import json
 import os
 
-from cydas_chain.core.cli import run_tool
+from cydas_chain.core.cli import ToolParser, run_tool
 from cydas_chain.core.run import add_run_arguments, parse_run_args
 from cydas_chain.train import Recipe, TrainConfig, evaluate_checkpoint, train
 from cydas_chain.train.classification import EMBEDDED_DEFAULTS, IMAGENET_DEFAULTS
@@ -42,7 +43,7 @@ def data_default(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     r = Recipe()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ToolParser(description=__doc__)
     net = p.add_mutually_exclusive_group()
     net.add_argument("--model", help="a timm model name: cydas_a, cydas_b (default), or any other timm model; "
                                      "--eval-only and --resume default to the network the checkpoint records")
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, help=f"training and evaluation resolution ({data_default('img_size')})")
     p.add_argument("--lr", type=float, help=f"peak learning rate, used as given (default: {r.base_lr} x "
                                             f"--batch-size / 1024)")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="start from these weights (e.g. weights.pth of tools/search_chain.py or select_chain.py, with "
+                        "its --arch): every tensor must fit, except a classifier of another number of classes")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of train/ held out for validation when DIR has no val/ (default: 0.1)")
     p.add_argument("--eval-only", action="store_true", help="evaluate a checkpoint on the validation set and "
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="the checkpoint of --eval-only (default: OUT/checkpoints/best.pth); its "
                                         "EMA weights are used when it has them")
 
-    rec = p.add_argument_group("recipe (defaults: the paper's; docs/train_cls.md gives the source of each)")
+    rec = p.add_argument_group("recipe (docs/train_cls.md gives the source of each default)")
     rec.add_argument("--opt", default=r.opt, help="timm optimizer name (default: %(default)s)")
     rec.add_argument("--weight-decay", type=float, default=r.weight_decay, help="(default: %(default)s)")
     rec.add_argument("--warmup-epochs", type=int, default=r.warmup_epochs,
@@ -96,7 +100,8 @@ def main(argv=None) -> int:
                       batch_size=args.batch_size, img_size=args.img_size, lr=args.lr, workers=args.workers,
                       seed=args.seed, device=args.device, amp=args.amp, channels_last=args.channels_last,
                       compile=args.compile, accum_steps=args.accum_steps, device_batch=args.device_batch,
-                      sync_bn=args.sync_bn, log_interval=args.log_interval, val_fraction=args.val_fraction,
+                      sync_bn=args.sync_bn, log_interval=args.log_interval, init_weights=args.init_weights,
+                      val_fraction=args.val_fraction,
                       resume=args.resume, checkpoint=args.checkpoint, recipe=recipe)
     if args.eval_only:
         metrics = evaluate_checkpoint(cfg)

@@ -51,12 +51,14 @@ def _rank_key(e: Entry):
     return (-score, e.macs, e.step)
 
 
-def beats(candidate: Entry, incumbent: Entry, gap: Optional[float] = None) -> bool:
-    """The paper's replacement rule: strictly higher score and no more MACs; with a ``gap`` (the
-    released code's ``acc_gap``; None: none), also a score more than ``gap`` points higher at more MACs."""
+def beats(candidate: Entry, incumbent: Entry, gap: Optional[float] = None, strictly_fewer: bool = False) -> bool:
+    """The paper's replacement rule: strictly higher score and no more MACs (``strictly_fewer``: fewer, as the
+    released code's ``isUpdate``); with a ``gap`` (the released code's ``acc_gap``; None: none), also a score
+    more than ``gap`` points higher at any MACs."""
     incumbent_score = -math.inf if math.isnan(incumbent.score) else incumbent.score
-    if candidate.macs <= incumbent.macs:
-        return candidate.score > incumbent_score
+    fewer = candidate.macs < incumbent.macs if strictly_fewer else candidate.macs <= incumbent.macs
+    if fewer and candidate.score > incumbent_score:
+        return True
     return gap is not None and candidate.score > incumbent_score + gap
 
 
@@ -86,6 +88,7 @@ class ReplacementRule:
     test: str = "mcnemar"
     alpha: float = 0.05
     gap: Optional[float] = None
+    strictly_fewer: bool = False
 
     def __post_init__(self):
         if self.test not in TESTS:
@@ -98,7 +101,7 @@ class ReplacementRule:
     def accepts(self, candidate: Entry, incumbent: Entry, wins: int, losses: int) -> bool:
         """Whether ``candidate`` replaces ``incumbent``; ``wins``/``losses``: the images only the
         candidate / only the incumbent got right (ignored by ``test="none"``)."""
-        if not beats(candidate, incumbent, self.gap):
+        if not beats(candidate, incumbent, self.gap, self.strictly_fewer):
             return False
         if self.test == "none" or math.isnan(incumbent.score):
             return True

@@ -1,24 +1,24 @@
 """Per-layer cost tables: MACs and parameters of every choice, summed along a path.
 
-MACs are counted by the core counter (fvcore, the reference) at the *deployment* resolution
+MACs are counted by one of the core counters (fvcore or thop, ``core.flops``) at the *deployment* resolution
 (224x224 by default, whatever the training resolution), one block at a time, on the input shape
-that block sees in the network.  fvcore counts operator by operator, so the MACs of a network are
+that block sees in the network.  Both count module by module, so the MACs of a network are
 the sum of its parts: ``fixed + sum over layers of table[layer, choice]`` equals
-``count_macs(create_chain_model(..., ChainArch.from_path(path))).fvcore_macs`` exactly (the tests
-check it on random paths and on CyDAS-a/b).  Evaluating a batch of paths is one gather and one sum,
+``count_macs(create_chain_model(..., ChainArch.from_path(path))).fvcore_macs`` (or ``.thop_macs``)
+exactly (the tests check it on random paths and on CyDAS-a/b).  Evaluating a batch of paths is one gather and one sum,
 millions of paths a second.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..core.flops import count_params, fvcore_macs
+from ..core.errors import ConfigError
+from ..core.flops import count_params, fvcore_macs, thop_macs
 from ..models import DEFAULT_SPACE, LAYOUT, NUM_CHOICES, OPS, ChainArch, ChainSpace, create_chain_model
 from ..models.cydas import build_block
 
@@ -43,6 +43,7 @@ class CostTable:
     params: np.ndarray
     fixed_macs: int
     fixed_params: int
+    counter: str = "fvcore"  # which counter's MACs
 
     def _gather(self, table: np.ndarray, fixed: int, paths) -> np.ndarray:
         paths = np.asarray(paths, dtype=np.int64)
@@ -52,7 +53,7 @@ class CostTable:
         return total[0] if single else total
 
     def path_macs(self, paths) -> np.ndarray:
-        """fvcore MACs of one path (a scalar) or of a batch of paths (shape (N,))."""
+        """MACs (the table's counter) of one path (a scalar) or of a batch of paths (shape (N,))."""
         return self._gather(self.macs, self.fixed_macs, paths)
 
     def path_params(self, paths) -> np.ndarray:
@@ -68,7 +69,7 @@ class CostTable:
 
 @torch.no_grad()
 def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, device,
-               measure) -> Tuple[np.ndarray, np.ndarray]:
+               measure, batch: int = 1) -> Tuple[np.ndarray, np.ndarray]:
     """``measure(module, x)`` (a tuple of numbers) of every choice block of ``space`` and of the fixed
     parts, each a standalone timm module in eval mode run on the input it sees in the network.
 
@@ -80,7 +81,7 @@ def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, devic
     t = template  # the fixed parts, in the order of ChainSupernet.forward
     stem = nn.Sequential(t.conv_stem, t.bn1, t.blocks[0])
     head = nn.Sequential(t.blocks[-1], t.global_pool, t.conv_head, t.norm_head, t.act2, t.flatten, t.classifier)
-    x = torch.zeros(1, 3, h, w, device=device)
+    x = torch.zeros(batch, 3, h, w, device=device)
     fixed = np.asarray(measure(stem, x), dtype=np.float64)
     x = stem(x)
     table = None
@@ -96,68 +97,18 @@ def _per_block(space: ChainSpace, num_classes: int, input_size: InputSize, devic
     return table, fixed
 
 
+COUNTERS = {"fvcore": fvcore_macs, "thop": thop_macs}
+
+
 def build_cost_table(space: ChainSpace = DEFAULT_SPACE, num_classes: int = 1000,
-                     input_size: InputSize = 224) -> CostTable:
-    """Count the MACs (fvcore) and parameters of every choice of ``space`` at ``input_size``."""
+                     input_size: InputSize = 224, counter: str = "fvcore") -> CostTable:
+    """Count the MACs (by ``counter``: fvcore or thop; both are additive over the blocks, so a path's sum
+    equals the counter's count of its network exactly) and parameters of every choice of ``space``."""
+    if counter not in COUNTERS:
+        raise ConfigError(f"unknown MACs counter {counter!r} (one of {', '.join(COUNTERS)})")
+    count = COUNTERS[counter]
     table, fixed = _per_block(space, num_classes, input_size, "cpu",
-                              lambda module, x: (fvcore_macs(module, x), count_params(module)))
+                              lambda module, x: (count(module, x), count_params(module)))
     table = table.astype(np.int64)
     return CostTable(space, _hw(input_size), num_classes, table[..., 0], table[..., 1], int(fixed[0]),
-                     int(fixed[1]))
-
-
-# ---- latency: a per-layer table measured on the current device ----------------------------------
-def _device_tag(device: torch.device) -> str:
-    import platform
-
-    if device.type == "cuda":
-        return "cuda-" + torch.cuda.get_device_name(device).replace(" ", "_")
-    return f"cpu-{platform.machine()}-{torch.get_num_threads()}threads"
-
-
-@torch.no_grad()
-def _median_ms(module: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    import time
-
-    times = []
-    for i in range(repeats + 3):  # 3 warm-up runs
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-        t = time.perf_counter()
-        module(x)
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-        if i >= 3:
-            times.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(times))
-
-
-def measure_latency_table(space: ChainSpace, num_classes: int, input_size: InputSize = 224, device="cpu",
-                          repeats: int = 10, cache_dir=None) -> Tuple[np.ndarray, float]:
-    """Median latency in ms (batch 1, eval mode) of every choice block and of the fixed parts.
-
-    A path's latency is estimated as the sum of its blocks' latencies: a proxy that ignores what
-    the blocks' isolation hides (kernel fusion across blocks, caches), good for ranking paths.
-    The table is cached per device, input size, classes, slots and torch version in ``cache_dir``.
-    """
-    import json
-
-    h, w = _hw(input_size)
-    device = torch.device(device)
-    slots = "-".join(map(str, space.slots))
-    key = f"latency_{_device_tag(device)}_{h}x{w}_c{num_classes}_s{slots}_torch{torch.__version__}.json"
-    cache = None if cache_dir is None else Path(cache_dir) / key
-    if cache is not None and cache.is_file():
-        try:
-            d = json.loads(cache.read_text())
-            return np.asarray(d["table"], dtype=np.float64), float(d["fixed"])
-        except (ValueError, KeyError):
-            pass  # a damaged cache is measured again
-    table, fixed = _per_block(space, num_classes, input_size, device,
-                              lambda module, x: (_median_ms(module, x, repeats),))
-    table, fixed = table[..., 0], float(fixed[0])
-    if cache is not None:
-        from ..core.checkpoint import write_json
-
-        write_json(cache, {"device": _device_tag(device), "input_size": [h, w], "table": table.tolist(), "fixed": fixed})
-    return table, fixed
+                     int(fixed[1]), counter)

@@ -8,12 +8,16 @@ budget (or a params / latency limit) or repeats a path already scored is redrawn
 function of a list of paths, here the supernet's validation accuracy after BN recalibration; it is
 called once per new path, so the best score can only grow from one generation to the next.
 
+Checkpointable: :meth:`Evolution.state_dict` after any generation (the caller's ``on_generation``
+hook saves it) and :meth:`Evolution.load_state_dict` continue exactly where it stopped, so an evolution
+killed mid-way and resumed gives the uninterrupted one's result.
+
 Pure numpy around the score function: unit-tested on toy scores.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,6 +59,8 @@ class Evolution:
         self.mask = sampler.space.choice_mask
         self.scores: Dict[Path, float] = {}
         self.history: List[dict] = []
+        self.population: List[Path] = []  # the generation to score next
+        self.generation = 0  # generations finished
 
     def _feasible(self, path: np.ndarray) -> bool:
         return bool(self.sampler.feasible(path[None])[0])
@@ -83,14 +89,19 @@ class Evolution:
                     break
         return out
 
-    def run(self, score: Callable[[Sequence[Path]], Sequence[float]], log: Callable[[str], None] = None) -> dict:
+    def run(self, score: Callable[[Sequence[Path]], Sequence[float]], log: Callable[[str], None] = None,
+            on_generation: Optional[Callable[["Evolution"], None]] = None) -> dict:
+        """Score and breed generations up to ``cfg.generations`` (from where a loaded state stopped);
+        ``on_generation(self)`` after each (e.g. to save :meth:`state_dict`)."""
         cfg = self.cfg
-        population = list(dict.fromkeys(tuple(int(c) for c in p) for p in self.sampler.sample(cfg.population)))
-        for gen in range(cfg.generations):
-            new = [p for p in population if p not in self.scores]
+        if self.generation == 0 and not self.population:
+            self.population = list(dict.fromkeys(tuple(int(c) for c in p) for p in self.sampler.sample(cfg.population)))
+        while self.generation < cfg.generations:
+            gen = self.generation
+            new = [p for p in self.population if p not in self.scores]
             for p, s in zip(new, score(new)):
                 self.scores[p] = float(s)
-            ranked = sorted(self.scores, key=lambda p: (-self.scores[p], int(self.sampler.table.path_macs(p))))
+            ranked = self._ranked()
             best = ranked[0]
             self.history.append({"generation": gen, "evaluated": len(self.scores), "best_score": self.scores[best],
                                  "best_path": list(best), "best_macs": int(self.sampler.table.path_macs(best)),
@@ -98,15 +109,39 @@ class Evolution:
             if log is not None:
                 log(f"evolution generation {gen + 1}/{cfg.generations}: best {self.scores[best]:.2f} "
                     f"({self.history[-1]['best_macs'] / 1e6:.1f}M MACs), {len(self.scores)} paths scored")
-            if gen == cfg.generations - 1:
-                break
-            parents = ranked[:cfg.parents]
-            n_cross = int(round(cfg.crossover_share * cfg.population)) if len(parents) > 1 else 0
-            pick = lambda k: [parents[i] for i in self.rng.choice(len(parents), k, replace=False)]  # noqa: E731
-            taken: set = set()
-            population = (self._children(n_cross, lambda: self._crossover(*pick(2)), taken)
-                          + self._children(cfg.population - n_cross, lambda: self._mutate(*pick(1)), taken))
-        ranked = sorted(self.scores, key=lambda p: (-self.scores[p], int(self.sampler.table.path_macs(p))))
+            self.generation += 1
+            if self.generation < cfg.generations:
+                parents = ranked[:cfg.parents]
+                n_cross = int(round(cfg.crossover_share * cfg.population)) if len(parents) > 1 else 0
+                pick = lambda k: [parents[i] for i in self.rng.choice(len(parents), k, replace=False)]  # noqa: E731
+                taken: set = set()
+                self.population = (self._children(n_cross, lambda: self._crossover(*pick(2)), taken)
+                                   + self._children(cfg.population - n_cross, lambda: self._mutate(*pick(1)), taken))
+            if on_generation is not None:
+                on_generation(self)
+        ranked = self._ranked()
         return {"config": cfg.as_dict(), "history": self.history,
                 "top": [{"path": list(p), "score": self.scores[p], "macs": int(self.sampler.table.path_macs(p))}
-                        for p in ranked[:cfg.parents]]}
+                        for p in ranked[:cfg.parents]],
+                "scores": [{"path": list(p), "score": s, "macs": int(self.sampler.table.path_macs(p))}
+                           for p, s in self.scores.items()]}
+
+    def _ranked(self) -> List[Path]:
+        return sorted(self.scores, key=lambda p: (-self.scores[p], int(self.sampler.table.path_macs(p))))
+
+    # ---- checkpointing -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"config": self.cfg.as_dict(), "generation": self.generation,
+                "population": [list(p) for p in self.population],
+                "scores": [[list(p), s] for p, s in self.scores.items()], "history": [dict(h) for h in self.history],
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["config"] != self.cfg.as_dict():
+            raise ConfigError(f"the saved evolution was run with other settings ({state['config']}, now "
+                              f"{self.cfg.as_dict()})")
+        self.generation = int(state["generation"])
+        self.population = [tuple(int(c) for c in p) for p in state["population"]]
+        self.scores = {tuple(int(c) for c in p): float(s) for p, s in state["scores"]}
+        self.history = [dict(h) for h in state["history"]]
+        self.rng.bit_generator.state = state["rng"]

@@ -11,11 +11,16 @@ every feasible path, and the DP draws uniformly from ``S'`` layer by layer (each
 probability proportional to the number of completions, with integer arithmetic).  Proposals outside
 the exact budget (or the params / latency limits) are rejected, which leaves exactly the uniform
 distribution on the feasible set.  With 2^14 quantisation levels nearly every proposal is feasible.
+
+``op_probs`` (the released code's ``PRE_PROB``) replaces the uniform draw: each layer's choice is drawn
+independently with these probabilities (ops, then ``SKIP``; renormalised over the choices a layer has),
+and paths outside the limits are rejected.  That is the released sampler followed by the budget filter
+the method describes (the released code itself filters nothing).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -46,14 +51,22 @@ def _fmt_m(macs: float) -> str:
 
 
 class PathSampler:
-    """Uniform sampler of budget-feasible paths; seeded, with its state for checkpoints."""
+    """Uniform (or op-probability) sampler of budget-feasible paths; seeded, with its state for checkpoints."""
 
     PROPOSALS = 256  # proposals per round (the draw sequence depends only on the seed)
     MAX_PROPOSALS = 1 << 22  # give up (infeasible limits) after this many proposals without a hit
 
     def __init__(self, table: CostTable, max_macs: int, min_macs: int = 0, limits: List[Limit] = (),
-                 seed: int = 0, levels: int = 1 << 14):
+                 seed: int = 0, levels: int = 1 << 14, op_probs: Optional[Sequence[float]] = None):
         self.table, self.max_macs, self.min_macs, self.limits = table, int(max_macs), int(min_macs), list(limits)
+        self.op_probs = None
+        if op_probs is not None:
+            probs = np.asarray(op_probs, dtype=np.float64)
+            if probs.shape != (table.space.choice_mask.shape[1],) or (probs < 0).any() or probs[:-1].sum() <= 0:
+                raise BudgetError(f"op probabilities must be {table.space.choice_mask.shape[1]} non-negative numbers "
+                                  f"(the ops, then skip), got {list(op_probs)}")
+            layer_probs = np.where(table.space.choice_mask, probs[None, :], 0.0)
+            self.op_probs = layer_probs / layer_probs.sum(1, keepdims=True)
         self.space = space = table.space
         mask, num_layers = space.choice_mask, space.num_layers
         lo, hi = table.macs_range()
@@ -95,7 +108,10 @@ class PathSampler:
         return top - bottom
 
     def _propose(self, n: int) -> np.ndarray:
-        """``n`` paths drawn uniformly from the relaxed set."""
+        """``n`` paths drawn uniformly from the relaxed set (or layer by layer from ``op_probs``)."""
+        if self.op_probs is not None:
+            u = self.rng.random((n, self.space.num_layers, 1))
+            return (np.cumsum(self.op_probs, axis=1)[None] <= u).sum(2).clip(max=self.op_probs.shape[1] - 1)
         mask = self.space.choice_mask
         paths = np.zeros((n, self.space.num_layers), dtype=np.int64)
         prefix = np.zeros(n, dtype=np.int64)
@@ -121,14 +137,14 @@ class PathSampler:
     def sample(self, n: Optional[int] = None) -> np.ndarray:
         """One path (shape (layers,)) or ``n`` paths (shape (n, layers)), i.i.d. uniform."""
         want = 1 if n is None else n
-        if self.relaxed_count == 0:
+        if self.relaxed_count == 0 and self.op_probs is None:
             raise BudgetError(f"no path of the chain space has MACs in {_fmt_m(self.min_macs)}.."
                               f"{_fmt_m(self.max_macs)}")
         found, tried, batch = [], 0, max(self.PROPOSALS, 2 * want)
         while sum(len(f) for f in found) < want:
-            if tried >= self.MAX_PROPOSALS and not found:
-                raise BudgetError(f"no path meets every limit ({self.describe()}) in {tried} uniform "
-                                  f"proposals; relax a limit")
+            if tried >= self.MAX_PROPOSALS and not any(len(f) for f in found):
+                raise BudgetError(f"no path meets every limit ({self.describe()}) in {tried} "
+                                  f"{'' if self.op_probs is None else 'op-probability '}proposals; relax a limit")
             p = self._propose(batch)
             tried += batch
             found.append(p[self.feasible(p)])
@@ -137,6 +153,8 @@ class PathSampler:
 
     def describe(self) -> str:
         parts = [f"MACs {_fmt_m(self.min_macs)}..{_fmt_m(self.max_macs)}"]
+        if self.op_probs is not None:
+            parts.insert(0, "layer by layer with the op probabilities")
         parts += [f"{lim.name} <= {lim.limit:g}{lim.unit}" for lim in self.limits]
         return ", ".join(parts)
 

@@ -1,6 +1,7 @@
 """What every command-line tool shares: one clear line and a non-zero exit for bad input."""
 from __future__ import annotations
 
+import argparse
 import sys
 import warnings
 from typing import Callable
@@ -12,6 +13,19 @@ from .errors import CydasError
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
 EXIT_USER_ERROR = 2
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse's parser with its errors as every tool's other errors: one ``error: ...`` line (and where
+    to look) instead of the usage block, exit 2.  ``description`` is the module docstring, kept as written."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
 
 
 def run_tool(main: Callable[[], int | None]) -> None:

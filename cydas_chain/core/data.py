@@ -78,6 +78,67 @@ def train_val_folders(root: os.PathLike, train_transform=None, val_transform=Non
     return Subset(train, train_idx), Subset(val_base, val_idx), train.classes
 
 
+def holdout_counts(targets: Sequence[int], holdout: float, classes: Sequence[str]) -> dict:
+    """Images of each class held out: a share (``holdout`` < 1) of each class, or ``holdout`` images in all
+    (>= 1) shared in proportion to the classes' sizes; one :class:`DataError` line when a class would keep
+    no training image or give no held-out one."""
+    targets = np.asarray(targets)
+    labels, sizes = np.unique(targets, return_counts=True)
+    if holdout <= 0:
+        raise DataError(f"--holdout must be a share in (0, 1) or a number of images >= 1, got {holdout:g}")
+    share = holdout if holdout < 1 else holdout / len(targets)
+    counts = {}
+    for c, n in zip(labels.tolist(), sizes.tolist()):
+        k = int(round(share * n))
+        name = classes[c] if c < len(classes) else str(c)
+        if k == 0:
+            raise DataError(f"--holdout {holdout:g} holds out no image of class '{name}' ({n} images): give a larger "
+                            f"share or count, so that every class is scored")
+        if k >= n:
+            raise DataError(f"--holdout {holdout:g} leaves class '{name}' ({n} images) without training images: "
+                            f"give a smaller share or count")
+        counts[c] = k
+    return counts
+
+
+class SelectionSplits(NamedTuple):
+    """The data of a search (``selection_splits``): the supernet's training images, the images that score
+    paths (held out of them), the report images (``val/``, never used to select) and the classes."""
+
+    train: Dataset  # images without a transform (the search applies its seeded augmentation)
+    score: Dataset
+    report: Optional[Dataset]
+    classes: List[str]
+    description: str
+
+
+def selection_splits(root: os.PathLike, holdout: float, eval_transform=None, seed: int = 0) -> SelectionSplits:
+    """``root/train`` (or ``root``) split per class into the supernet's training images and ``holdout``
+    images that score paths (stratified, seeded); ``root/val``, when it exists, only to report the result."""
+    root = Path(root)
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    full = image_folder(train_dir)
+    counts = holdout_counts(full.targets, holdout, full.classes)
+    targets = np.asarray(full.targets)
+    rng = np.random.default_rng([seed, 29])
+    held, kept = [], []
+    for c, k in counts.items():
+        idx = np.flatnonzero(targets == c)
+        rng.shuffle(idx)
+        held.extend(idx[:k].tolist())
+        kept.extend(idx[k:].tolist())
+    held, kept = sorted(held), sorted(kept)
+    score = Subset(image_folder(train_dir, eval_transform), held)
+    report = None
+    if (root / "val").is_dir() and train_dir != root:
+        report = image_folder(root / "val", eval_transform)
+        check_same_classes(full, report, train_dir, root / "val")
+    desc = (f"{len(kept)} training images, {len(held)} held out of {train_dir} to score paths"
+            + (f", {len(report)} of {root / 'val'} to report the result" if report is not None else
+               " (no val/: the result's score is the selection's own)"))
+    return SelectionSplits(Subset(full, kept), score, report, list(full.classes), desc)
+
+
 class TensorImageDataset(Dataset):
     """In-memory uint8 images (N, H, W, C) with labels; transforms receive PIL images."""
 
@@ -97,7 +158,7 @@ class TensorImageDataset(Dataset):
 
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-TRANSFORM_KINDS = ("embedded", "cifar", "imagenet", "timm")
+TRANSFORM_KINDS = ("embedded", "cifar", "imagenet", "timm", "released")
 
 
 class Cutout:
@@ -115,6 +176,34 @@ class Cutout:
         x0, x1 = max(0, cx - self.length // 2), min(w, cx + self.length // 2)
         img = img.clone()
         img[..., y0:y1, x0:x1] = torch.tensor(self.fill, dtype=img.dtype).view(-1, 1, 1)
+        return img
+
+
+class RandomErasing:
+    """timm's random erasing ("pixel" mode: per-pixel normal noise in normalised units) on a uint8 image:
+    with probability ``p`` a rectangle of 2%..1/3 of the area, aspect 0.3..3.3, gets noise of the
+    normalisation's mean and std, rounded and clipped to pixels (the same after normalisation, up to that)."""
+
+    def __init__(self, p: float, mean: Sequence[float], std: Sequence[float]):
+        self.p, self.mean, self.std = p, torch.tensor(mean) * 255, torch.tensor(std) * 255
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        import math
+        import random
+
+        if random.random() >= self.p:
+            return img
+        c, h, w = img.shape
+        for _ in range(10):
+            area = random.uniform(0.02, 1 / 3) * h * w
+            aspect = math.exp(random.uniform(math.log(0.3), math.log(1 / 0.3)))
+            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if eh < h and ew < w:
+                top, left = random.randint(0, h - eh), random.randint(0, w - ew)
+                noise = torch.randn(c, eh, ew) * self.std.view(-1, 1, 1) + self.mean.view(-1, 1, 1)
+                img = img.clone()
+                img[:, top:top + eh, left:left + ew] = noise.round().clamp(0, 255).to(img.dtype)
+                return img
         return img
 
 
@@ -156,6 +245,8 @@ def build_transforms(img_size: int, kind: str = "imagenet", *, crop_scale: float
       torch generator fixes them (the chain search seeds every image).
     * ``timm`` (retraining): timm's ``create_transform``: random-resized crop, flip, ``auto_augment``
       (a timm policy) or else colour jitter 0.4; evaluation resizes to ``img_size / crop_pct``.
+    * ``released`` (the released supernet code's): timm's random-resized crop with random interpolation,
+      flip, colour jitter 0.4, random erasing 0.2 ("pixel"); evaluation as ``imagenet``.
     ``mean`` / ``std`` default to ImageNet's (CIFAR's for ``cifar``).
     """
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -165,6 +256,15 @@ def build_transforms(img_size: int, kind: str = "imagenet", *, crop_scale: float
         raise ValueError(f"unknown transform kind '{kind}' (one of {', '.join(TRANSFORM_KINDS)})")
     mean = tuple(mean or (CIFAR_MEAN if kind == "cifar" else IMAGENET_DEFAULT_MEAN))
     std = tuple(std or (CIFAR_STD if kind == "cifar" else IMAGENET_DEFAULT_STD))
+    if kind == "released":
+        from timm.data import create_transform
+        from torchvision import transforms as T
+
+        erase = RandomErasing(0.2, mean, std)
+        train = create_transform(img_size, is_training=True, scale=(crop_scale, 1.0), interpolation="random",
+                                 color_jitter=0.4, mean=mean, std=std, use_prefetcher=True)
+        return Transforms(T.Compose([train, erase]), build_transforms(img_size, "imagenet", mean=mean, std=std).eval,
+                          mean, std)
     if kind == "timm":
         from timm.data import create_transform
 

@@ -105,3 +105,20 @@ def mean_difference(a: Sequence[float], b: Sequence[float]) -> Dict[str, float]:
     r = _scipy_stats().ttest_ind(y, x, equal_var=False)
     df = (vx + vy) ** 2 / (vx ** 2 / (x.size - 1) + vy ** 2 / (y.size - 1))
     return {"diff": diff, "t": _finite(r.statistic), "p": _finite(r.pvalue), "df": float(df)}
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), exact (log-space sums; no scipy): how likely ``k`` or more right
+    answers of ``n`` are at chance ``p``."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+            + (n - i) * math.log1p(-p) for i in range(k, n + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))

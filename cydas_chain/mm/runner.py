@@ -186,11 +186,17 @@ def build_runner(cfg, config_path):
 def _common(cfg, config, work_dir, launcher):
     import torch
 
-    if launcher != "none" and not torch.cuda.is_available():
-        from ..core.gpu import cuda_unavailable_reason
+    if not torch.cuda.is_available():
+        from ..core.gpu import cuda_unavailable_reason, nvidia_smi_gpus
 
-        raise ConfigError(f"--launcher {launcher} needs CUDA GPUs (mmengine 0.10.7 binds each process to a "
-                          f"GPU), and CUDA is unavailable: {cuda_unavailable_reason()}; on a CPU run without --launcher")
+        if launcher != "none":
+            raise ConfigError(f"--launcher {launcher} needs CUDA GPUs (mmengine 0.10.7 binds each process to a "
+                              f"GPU), and CUDA is unavailable: {cuda_unavailable_reason()}; on a CPU run without "
+                              f"--launcher")
+        if nvidia_smi_gpus():  # mmengine would train on the CPU in silence, next to GPUs it cannot use
+            raise ConfigError(f"this machine has GPUs (nvidia-smi lists them) but torch cannot use them: "
+                              f"{cuda_unavailable_reason()}; fix that (tools/env_check.py says more), or hide the GPUs "
+                              f"(CUDA_VISIBLE_DEVICES=) to train on the CPU on purpose")
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = str(work_dir)

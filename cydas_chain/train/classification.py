@@ -42,7 +42,7 @@ __all__ = ["TrainConfig", "build_model", "evaluate", "evaluate_checkpoint", "tra
 DEFAULT_MODEL = "cydas_b"
 
 # Defaults that depend on the data: a real ImageNet-style folder, or the small embedded set.
-IMAGENET_DEFAULTS = dict(epochs=450, batch_size=1024, img_size=224)  # the paper's 8 GPUs x 128
+IMAGENET_DEFAULTS = dict(epochs=350, batch_size=1024, img_size=224)  # the paper's 350 epochs; 8 GPUs x 128
 EMBEDDED_DEFAULTS = dict(epochs=10, batch_size=64, img_size=32)
 
 
@@ -66,6 +66,7 @@ class TrainConfig:
     device_batch: Optional[int] = None
     sync_bn: bool = False
     log_interval: int = 50
+    init_weights: Optional[str] = None  # weights to start from (e.g. select_chain's weights.pth)
     val_fraction: float = 0.1  # held out of train/ when there is no val/
     resume: Optional[str] = None  # a checkpoint path; "" = OUT/checkpoints/last.pth (see core.run)
     checkpoint: Optional[str] = None  # evaluation only
@@ -152,6 +153,26 @@ def build_data(cfg: TrainConfig):
     return train_set, val_set, classes, tf
 
 
+def init_from(model: nn.Module, path, log) -> None:
+    """Start from the weights of ``path`` (a checkpoint or select_chain's / search_chain's ``weights.pth``):
+    every tensor must fit, except a classifier of another number of classes, which keeps its initialisation."""
+    from ..core.checkpoint import extract_state_dict, load_weights
+
+    state = dict(extract_state_dict(load_checkpoint(path)))
+    head = model.get_classifier()
+    names = [f"{n}.{k}" for n, m in model.named_modules() if m is head for k in m.state_dict()]
+    own = model.state_dict()
+    if names and all(k in state and tuple(state[k].shape) != tuple(own[k].shape) for k in names):
+        theirs = state[names[0]].shape[0]
+        for k in names:
+            state[k] = own[k]
+        log.info(f"initialised from {path}; its classifier ({theirs} classes, {own[names[0]].shape[0]} here) is not "
+                 f"loaded")
+    else:
+        log.info(f"initialised from {path}")
+    load_weights(model, state, path, "initial weights")
+
+
 def recipe_parts(recipe: Recipe, lr: float, epochs: int):
     """The driver's ``make_parts`` for this recipe: RMSProp-TF (or --opt), warm-up + cosine per update,
     label smoothing, EMA."""
@@ -197,6 +218,8 @@ def _train(cfg: TrainConfig, run: RunDir, ckpt: Optional[dict], info: D.DistInfo
     train_set, val_set, classes, tf = build_data(cfg)
     seed_everything(cfg.seed)  # the same network on every rank ...
     raw_model = build_model(cfg.model, cfg.arch, len(classes), recipe)
+    if cfg.init_weights is not None and resume_path is None:
+        init_from(raw_model, cfg.init_weights, log)
     seed_everything(cfg.seed + info.rank)  # ... and each rank's own data and augmentation streams
 
     lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.batch_size, recipe.base_lr)  # the total batch

@@ -1,22 +1,23 @@
 """The CyDAS ImageNet retraining recipe, built from timm's factories.
 
-Paper settings (CyDAS, TPAMI 2022, retraining of the searched mobile networks), in the style of
-the EfficientNet / MnasNet recipes that timm reproduces:
+The default recipe, in the style of the EfficientNet / MnasNet recipes that timm reproduces
+(docs/train_cls.md gives every value's source: the paper, the released retraining configs, or ours):
 
 ================  =========================================================================
 optimizer         RMSProp, TF style (timm ``rmsproptf``): momentum 0.9, decay (alpha) 0.9,
-                  eps 1e-3 (timm's EfficientNet recipes, ``--opt-eps .001``)
+                  eps 1e-3 (the released configs' ``opt-eps``)
 weight decay      1e-5 (not applied to biases and norm layers, timm's default)
 learning rate     0.04 for a total batch of 1024 (8 GPUs x 128), scaled linearly with the
-                  actual total batch: ``lr = 0.04 * total_batch / 1024``
+                  actual total batch: ``lr = 0.04 * total_batch / 1024`` (released: 0.064)
 schedule          3 warmup epochs (from 1e-6), then cosine annealing, updated every step
-regularisation    dropout 0.2 before the classifier, drop-path 0.2
+regularisation    dropout 0.2 before the classifier (the paper's); drop-path 0.2 (ours, as the
+                  released detection / segmentation backbones; the released retraining: 0)
 augmentation      AutoAugment (timm ``original`` policy), random-resized crop, flip
 EMA               exponential moving average of the weights (timm ``ModelEmaV3``), decay 0.9998
 ================  =========================================================================
 
-Not stated by the paper and taken from timm's defaults: label smoothing 0.1, bicubic
-interpolation, the EMA decay warmup (so that EMA weights are usable on short runs too).
+Also: label smoothing 0.1, bicubic interpolation, the EMA decay warmup (so that EMA weights are
+usable on short runs too).  The length, 350 epochs, is the paper's (``train_cls``'s ImageNet default).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def scaled_lr(total_batch: int, base_lr: float = BASE_LR, base_batch: int = BASE
 
 @dataclass
 class Recipe:
-    """Optimisation and augmentation hyper-parameters; the defaults are the paper's."""
+    """Optimisation and augmentation hyper-parameters; the defaults and their sources: module doc."""
 
     opt: str = "rmsproptf"
     momentum: float = 0.9
