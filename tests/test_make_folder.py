@@ -114,7 +114,8 @@ def test_fashion_mnist_idx(tmp_path, gz):
     png = next((out / "train" / "bag").glob("*.png"))
     assert y[int(png.stem)] == 8 and np.array_equal(np.asarray(Image.open(png)), x[int(png.stem)])
     spec = json.loads((out / "dataset.json").read_text())
-    names = [f"{s}-{k}-ubyte" + (".gz" if gz else "") for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+    names = [f"{s}-{k}-ubyte" + (".gz" if gz else "")
+             for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
     assert spec["source"] == "fashion-mnist" and sorted(spec["sha256"]) == sorted(names)
     assert all(spec["sha256"][n] == hashlib.sha256((src / n).read_bytes()).hexdigest() for n in names)
     # the same subsets from the same seed; another seed, other images
