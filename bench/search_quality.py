@@ -39,11 +39,12 @@ budget scores 96-98.6% and the seed decides their order (reliability 0, docs/cha
 gives them back.  The noise does not cure it: with 4 seeds the halves of the seeds still order the
 paths independently (tau 0.02, docs/chain.md), so read the summary's split-half line first; a
 yardstick that passes it needs more data than a CPU hour trains on (MNIST did not either, at 3 or
-10 epochs: docs/chain.md; CIFAR-10 with --data on a GPU is the run).
+10 epochs, nor Fashion-MNIST at 4: docs/chain.md; CIFAR-10 with --data on a GPU is the run).
 --data DIR takes an ImageFolder with train/ and val/ (and test/; without it, val/ is split in two,
-stratified; bench/make_folder.py writes MNIST or CIFAR so).  Transforms are core.data.build_transforms',
-the search tool's by default: for the digits, resize to --img-size and ImageNet normalisation, no
-augmentation; for a folder, random-resized crops and flips (--augment, --crop-scale).
+stratified; bench/make_folder.py writes MNIST, Fashion-MNIST or CIFAR so).  Transforms are
+core.data.build_transforms', the search tool's by default: for the digits, resize to --img-size and
+ImageNet normalisation, no augmentation; for a folder, random-resized crops and flips (--augment,
+--crop-scale).
 
 Time: standalone trainings dominate; they run in a pool of --workers processes (one math thread each
 on CPU) together with the supernet searches, which start first.  The defaults (N=20 paths, 2 seeds,
