@@ -60,3 +60,35 @@ def test_the_released_sampler_draws_pre_prob_without_skip():
     assert (paths != 6).all()  # never a skip: 20 blocks, as the released supernet runs
     within = PathSampler(table, int(500e6), seed=0, op_probs=PRE_PROB).sample(500)
     assert (table.path_macs(within) <= 500e6).all()  # and the budget the method filters with
+
+
+def test_a_default_holdout_count_takes_at_most_a_tenth_of_a_small_set():
+    """--data's default 5,000 held-out images would empty a small set's classes: the preset caps a default
+    count at 10% of train/ (stratified); a --holdout given is used as given."""
+    from cydas_chain.core.data import holdout_counts
+    from cydas_chain.core.errors import DataError
+
+    targets = np.repeat(np.arange(10), [110] * 9 + [60])  # 1,050 images, one smaller class
+    classes = [str(c) for c in range(10)]
+    capped = holdout_counts(targets, 5000, classes, max_share=0.1)
+    assert capped == {**{c: 11 for c in range(9)}, 9: 6}
+    assert holdout_counts(np.repeat(np.arange(10), 10_000), 5000, classes, max_share=0.1) == {c: 500 for c in range(10)}
+    with pytest.raises(DataError, match="without training images"):
+        holdout_counts(targets, 5000, classes)  # as given
+    t = tool()
+    for given, expect in (([], 0.1), (["--holdout", "300"], None)):
+        args = t.build_parser().parse_args(["--flops", "400", "--data", "x", *given])
+        assert t.search_config(args, world_size=1, accum=1).holdout_max_share == expect
+    embedded = t.search_config(t.build_parser().parse_args(["--flops", "400"]), world_size=1, accum=1)
+    assert (embedded.holdout, embedded.holdout_max_share) == (0.2, None)
+
+
+@pytest.mark.parametrize("batch, lr", [(1024, 0.5), (256, 0.25), (50, 0.5 * (50 / 1024) ** 0.5)])
+def test_the_default_preset_scales_lr_with_the_square_root_of_the_batch(batch, lr):
+    """Linear scaling starves small batches (0.024 at 50, measured in docs/chain.md); the paper's preset
+    keeps it."""
+    t = tool()
+    args = t.build_parser().parse_args(["--flops", "400", "--data", "x", "--batch-size", str(batch)])
+    assert t.search_config(args, world_size=1, accum=1).base_lr == pytest.approx(lr)
+    args = t.build_parser().parse_args(["--flops", "400", "--data", "x", "--batch-size", str(batch), "--preset", "paper"])
+    assert t.search_config(args, world_size=1, accum=1).base_lr == pytest.approx(0.5 * batch / 1024)

@@ -18,8 +18,9 @@ TOOL = "tools/search_chain.py"
 ENV = {"OMP_NUM_THREADS": "1"}  # one thread per process: the suite runs with xdist on a shared CPU
 # 80 train images of 16x16, 20 held out to score paths (2 a class), batch 12: 5 steps an epoch, 10 steps, the rule
 # applied every 2 steps from step 2 (distillation after epochs/6 = 1.7 steps)
+# 10 steps: too few to learn, so the rule starts at --distill-start whatever the loss (the mechanics under test)
 TINY = ["--flops", "400", "--epochs", "2", "--batch-size", "12", "--img-size", "16", "--eval-interval", "2",
-        "--holdout", "0.25", "--save-interval", "3", "--workers", "0"]
+        "--holdout", "0.25", "--save-interval", "3", "--workers", "0", "--distill-onset", "fixed"]
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,8 @@ def test_ddp_two_processes_train_the_same_paths(data, tmp_path):
 
 
 def test_distill_start_then_distillation_and_the_rule(data, tmp_path):
-    """No distillation and no teacher replacement before --distill-start; both from then on."""
+    """--distill-onset fixed: no distillation and no teacher replacement before --distill-start; both from then
+    on, whether or not the supernet has learned."""
     import csv
 
     out = tmp_path / "warm"
@@ -224,8 +226,7 @@ def digits_folder(root, classes=4, train=60, val=20):
 
 # a schedule a CPU user would pick for a small folder: 100 steps at 32 px (the rest: the --data defaults)
 USER_SCHEDULE = ["--flops", "400", "--epochs", "10", "--batch-size", "24", "--img-size", "32", "--eval-interval",
-                 "10", "--holdout", "0.25", "--save-interval", "1000", "--workers", "0", "--log-interval", "1",
-                 "--lr", "0.05", "--crop-scale", "1.0"]
+                 "10", "--holdout", "0.25", "--save-interval", "1000", "--workers", "0", "--log-interval", "1"]
 
 
 def test_the_search_learns_on_user_data(tmp_path):
@@ -246,6 +247,13 @@ def test_the_search_learns_on_user_data(tmp_path):
     arch = json.loads(read(out, "arch.json"))
     assert arch["learning"]["learned"] and not arch["at_chance"] and arch["chosen_by"] == "teacher"
     assert arch["chance"] == 25.0 and arch["score"] > 2 * arch["chance"], arch["score"]
+    # the defaults for 32 px and a batch of 24: whole-image crops, lr 0.5 x sqrt(24/1024), a 1-epoch warm-up
+    assert arch["search"]["crop_scale"] is None and "lr 0.07655" in proc.stderr and "warm-up 10 steps" in proc.stderr
+    # distillation started once the supernet had learned: after the planned step 17, by the latest 50
+    start = arch["learning"]["distill_step"]
+    assert 17 <= start < 50 and arch["learning"]["ce_at_distill_start"] < 0.9 * chance
+    started = [r for r in rows if float(r["kd"]) > 0]
+    assert int(started[0]["step"]) == start + 1, (started[0]["step"], start)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -338,3 +346,5 @@ def test_a_search_that_cannot_learn_says_so(tmp_path):
     arch = json.loads(read(out, "arch.json"))
     assert arch["at_chance"] and arch["learning"]["at_chance"] and not arch["learning"]["learned"]
     assert arch["score_metric"].startswith("AT CHANCE, not a search result")
+    # distillation waited for the supernet to learn, up to half-way, then started anyway (the first warning)
+    assert arch["learning"]["distill_planned_step"] == 17 and arch["learning"]["distill_step"] == 50

@@ -316,3 +316,17 @@ def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         cli(lambda: tool.main(argv))
     assert_one_error_line(exit_info.value.code, capsys.readouterr().err, expect)
+
+
+@pytest.mark.parametrize("opt, kind, extra", [("rmsproptf", "RMSpropTF", {"alpha": 0.9, "eps": 1e-3}),
+                                              ("momentum", "SGD", {"momentum": 0.9, "nesterov": False}),
+                                              ("sgd", "SGD", {"momentum": 0.9, "nesterov": True}),
+                                              ("adamw", "AdamW", {"eps": 1e-3})])
+def test_the_recipe_builds_any_timm_optimizer(opt, kind, extra):
+    """--opt takes timm's names: RMSProp's alpha/eps go only where they belong (SGD takes neither)."""
+    from cydas_chain.train.recipe import Recipe
+
+    optimizer = Recipe(opt=opt, weight_decay=1e-5).optimizer(torch.nn.Linear(4, 2), lr=0.1)
+    assert type(optimizer).__name__ == kind
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.1 and all(group[k] == v for k, v in extra.items()), group

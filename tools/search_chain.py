@@ -31,7 +31,7 @@ Budgets are MACs at --cost-size (224) counted by --counter: thop (default; CyDAS
 386.6M: within --flops 300 / 400, as the paper's 294M / 394M) or fvcore (308.2M / 403.4M).
 
 Sizes (--data DIR | embedded): --epochs 120 | 10, --batch-size 1024 | 64 (total over all processes),
---lr 0.5 x batch / 1024 (the preset's rate per 1024 images; released 1.0) | 0.1, --img-size 224 | 32,
+--lr 0.5 x sqrt(batch / 1024) (paper: x batch / 1024; released: 1.0 x batch / 1024) | 0.1, --img-size 224 | 32,
 --eval-interval 100 (paper, released: 1) | 8 steps, --holdout 5000 | 0.2 (a share below 1, else
 images), --save-interval 1000 | 50 steps.
 
@@ -53,7 +53,8 @@ from cydas_chain.core.run import add_run_arguments, parse_run_args
 
 # The embedded digits' sizes (170 steps).  Distillation and the teacher rule start after 3 of 10 epochs: the
 # supernet's training loss is below chance from about step 35 on (docs/chain.md, "Presets").
-EMBEDDED_SIZES = dict(epochs=10, batch_size=64, lr=0.1, img_size=32, eval_interval=8, holdout=0.2, distill_start=3.0,
+EMBEDDED_SIZES = dict(epochs=10, batch_size=64, lr=0.1, img_size=32, eval_interval=8, holdout=0.2,
+                      holdout_max_share=None, distill_start=3.0,
                       warmup_epochs=0.25, save_interval=50, population=16, generations=6, parents=4)
 DATA_SIZES = dict(save_interval=1000, population=50, generations=20, parents=10)
 
@@ -77,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", type=Path, default=None, help="ImageFolder root (default: the embedded data set)")
     g.add_argument("--img-size", type=int, default=None, help="training resolution (224 | 32)")
     g.add_argument("--crop-scale", type=float, default=None,
-                   help="--data: smallest area share of the random-resized training crop (the preset's: 0.08)")
+                   help="--data: smallest area share of the random-resized training crop (default: 0.08 from 64 px "
+                        "up, 1.0 below, where 8%% of the image is a few pixels; paper, released: 0.08)")
     g.add_argument("--holdout", type=float, default=None,
                    help="images of train/ held out of supernet training to score paths, stratified: a share below 1 "
                         "or a number of images (5000 | 0.2); val/ only reports the result")
@@ -89,14 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distill-start", type=float, default=None, metavar="EPOCHS",
                    help="supernet-only epochs before distillation and the teacher rule start (default: epochs/6 | 3; "
                         "released: 21 of 120)")
+    g.add_argument("--distill-onset", choices=("fixed", "learned"), default=None,
+                   help="fixed: at --distill-start; learned: at --distill-start or, while the supernet's training "
+                        "loss is still near chance, when it has learned (at the latest half-way) (default: learned; "
+                        "paper, released: fixed)")
     g.add_argument("--warmup-epochs", type=float, default=None,
-                   help="linear lr warm-up epochs, as in the training tools (default: epochs/40; paper and "
-                        "released: 0)")
+                   help="linear lr warm-up epochs, as in the training tools (default: epochs/40, at least 1; paper "
+                        "and released: 0)")
     g.add_argument("--lr-warmup-epochs", dest="warmup_epochs", type=float, help=argparse.SUPPRESS)  # former name
     g.add_argument("--batch-size", type=int, default=None,
                    help="total batch over all processes (and accumulation steps) (1024 | 64)")
     g.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default: the preset's rate per 1024 images x batch / 1024 | 0.1)")
+                   help="peak learning rate (default: the preset's rate per 1024 images x sqrt(batch / 1024) | 0.1; "
+                        "paper, released: x batch / 1024)")
     g.add_argument("--smoothing", type=float, default=None, help="label smoothing (default 0; released 0.1)")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help="Nesterov momentum (released: on)")
@@ -166,11 +173,13 @@ def search_config(args, world_size: int, accum: int):
     values.update({k: v for k, v in sizes.items() if k in values or k == "lr"})
     if args.data is None:
         values["augment"] = "embedded"  # the 8x8 digits are not augmented (docs/chain.md)
-    for opt in ("epochs", "distill_start", "warmup_epochs", "batch_size", "lr", "smoothing", "nesterov",
+    for opt in ("epochs", "distill_start", "distill_onset", "warmup_epochs", "batch_size", "lr", "smoothing", "nesterov",
                 "eval_interval", "score_on", "replace_test", "weight_sharing", "board_size", "distill_weight",
                 "ce_weight", "temperature", "img_size", "crop_scale", "holdout"):
         if getattr(args, opt) is not None:
             values[_FIELD.get(opt, opt)] = getattr(args, opt)
+    if args.holdout is not None:
+        values["holdout_max_share"] = None  # as given
     if args.replace_gap != "preset":
         values["replace_gap"] = args.replace_gap
     if args.slots is not None:
@@ -182,14 +191,14 @@ def search_config(args, world_size: int, accum: int):
         if args.distill_start is None:
             values["distill_start"] = values["epochs"] / 6
         if args.warmup_epochs is None:
-            values["warmup_epochs"] = values["epochs"] / 40
+            values["warmup_epochs"] = min(max(values["epochs"] / 40, 1.0), values["epochs"] / 4)
     for k in ("epochs", "batch_size", "img_size", "eval_interval", "board_size"):
         if values[k] < 1:
             raise CydasError(f"--{k.replace('_', '-')} must be >= 1, got {values[k]}")
     for k in ("distill_start", "warmup_epochs"):
         if not 0 <= values[k] < values["epochs"]:
             raise CydasError(f"--{k.replace('_', '-')} must be in [0, --epochs={values['epochs']}), got {values[k]:g}")
-    if not 0.0 < values["crop_scale"] <= 1.0:
+    if values["crop_scale"] is not None and not 0.0 < values["crop_scale"] <= 1.0:
         raise CydasError(f"--crop-scale must be in (0, 1], got {values['crop_scale']}")
     evolution = {k: getattr(args, k) if getattr(args, k) is not None else sizes[k]
                  for k in ("population", "generations", "parents")}
@@ -206,7 +215,7 @@ def search_config(args, world_size: int, accum: int):
 def advice(cfg) -> str:
     """What to change when the supernet does not learn: the options, with this run's values."""
     return (f"Likely causes and the options to change: the learning rate (--lr, now {cfg.base_lr:.3g}), augmentation "
-            f"too strong for {cfg.img_size} px (--crop-scale, now {cfg.crop_scale:g}), too few steps (--epochs, now "
+            f"too strong for {cfg.img_size} px (--crop-scale, now {cfg.crop_min:g}), too few steps (--epochs, now "
             f"{cfg.epochs}), labels that do not follow the images; docs/chain.md, 'When the supernet does not learn'.")
 
 

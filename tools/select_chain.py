@@ -42,11 +42,15 @@ def build_parser():
     g = p.add_argument_group("selection")
     g.add_argument("--method", choices=("evolution", "random"), default="evolution",
                    help="an evolution within each budget, or the best of --samples random paths (default: evolution)")
-    g.add_argument("--population", type=int, default=50, help="evolution: paths a generation (default: 50)")
-    g.add_argument("--generations", type=int, default=20, help="evolution: generations (default: 20)")
-    g.add_argument("--parents", type=int, default=10, help="evolution: best paths kept as parents (default: 10)")
-    g.add_argument("--mutation-prob", type=float, default=0.1, help="evolution: chance of redrawing each choice")
-    g.add_argument("--crossover-share", type=float, default=0.5, help="evolution: share made by crossover")
+    g.add_argument("--population", type=int, default=None,
+                   help="evolution: paths a generation (default: the search's, 50 with --data, 16 on the embedded data)")
+    g.add_argument("--generations", type=int, default=None, help="evolution: generations (default: the search's, 20 | 6)")
+    g.add_argument("--parents", type=int, default=None, help="evolution: best paths kept as parents (default: the "
+                                                              "search's, 10 | 4)")
+    g.add_argument("--mutation-prob", type=float, default=None, help="evolution: chance of redrawing each choice "
+                                                                     "(default: the search's, 0.1)")
+    g.add_argument("--crossover-share", type=float, default=None, help="evolution: share made by crossover (default: "
+                                                                       "the search's, 0.5)")
     g.add_argument("--samples", type=int, default=50, help="random: paths scored a budget (default: 50)")
     g.add_argument("--calib-batches", type=int, default=None,
                    help="training batches that recalibrate BN before a path is scored (default: the search's)")
@@ -83,13 +87,10 @@ def main(argv=None) -> int:
                for f, p, lat in zip(args.flops, params, latencies)]
     if len({b.name for b in budgets}) != len(budgets):
         raise CydasError("two budgets are the same: give each --flops (and --params, --latency-ms) once")
-    cfg = SelectConfig(budgets, args.method, dict(population=args.population, generations=args.generations,
-                                                  parents=args.parents, mutation_prob=args.mutation_prob,
-                                                  crossover_share=args.crossover_share),
-                       samples=args.samples, calib_batches=args.calib_batches, seed=args.seed)
-    if args.method == "evolution":
-        from cydas_chain.chain.evolution import EvolutionConfig
-        EvolutionConfig(**cfg.evolution)  # one line for bad evolution settings, before any work
+    given = {k: getattr(args, k) for k in ("population", "generations", "parents", "mutation_prob", "crossover_share")
+             if getattr(args, k) is not None}  # the others: the search's (Selection)
+    cfg = SelectConfig(budgets, args.method, given, samples=args.samples, calib_batches=args.calib_batches,
+                       seed=args.seed)
     latency = LatencyTable.load(args.latency_table) if args.latency_table is not None else None
     with process_group(args.device) as dist:
         speed = resolve_speed(dist.device, args.amp, args.channels_last)

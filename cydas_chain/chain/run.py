@@ -50,8 +50,8 @@ def search_data(cfg, data: Optional[Path]):
         desc = f"embedded handwritten digits ({root})"
     else:
         root, desc = Path(data), str(data)
-    tf = cdata.build_transforms(cfg.img_size, cfg.augment, crop_scale=cfg.crop_scale)
-    return cdata.selection_splits(root, cfg.holdout, tf.eval, seed=cfg.seed), tf, desc
+    tf = cdata.build_transforms(cfg.img_size, cfg.augment, crop_scale=cfg.crop_min)
+    return cdata.selection_splits(root, cfg.holdout, tf.eval, seed=cfg.seed, max_share=cfg.holdout_max_share), tf, desc
 
 
 @dataclass
@@ -139,8 +139,10 @@ class ChainSearchRun:
             self.window[s.step % len(self.window)] = m["ce"]
             s.step += 1
             bar.update(1)
-            if s.step == s.distill_steps or s.step == s.total_steps:
-                self._check_learning("ce_at_distill_start" if s.step == s.distill_steps else "ce_at_end")
+            if s.step == s.distill_steps:
+                self._distillation_onset()
+            if s.step == s.total_steps:
+                self._check_learning("ce_at_end")
             evaluated = s.step >= s.distill_steps and (s.step % cfg.eval_interval == 0 or s.step == s.total_steps)
             if evaluated and cfg.score_on == "batch":
                 s.last_batch_acc = float(all_reduce_sum(m["acc"].detach().clone()) / s.dist.world_size)
@@ -167,10 +169,12 @@ class ChainSearchRun:
                       s.space.describe(), lo / 1e6, hi / 1e6, cfg.counter, *s.table.input_size, cfg.weight_sharing)
         self.log.info("sampling %s", s.sampler.describe())
         self.log.info("%d steps (%d epochs x %d), batch %d (%d per process), lr %.4g (warm-up %d steps); "
-                      "supernet only for %d steps, then distillation (%g KD + %g CE) and the teacher rule every %d "
+                      "supernet only for %s steps, then distillation (%g KD + %g CE) and the teacher rule every %d "
                       "steps on %s (board %d, %s; more MACs %s)", s.total_steps, cfg.epochs,
                       s.steps_per_epoch, cfg.batch_size, s.local_batch, cfg.base_lr,
-                      s.scheduler.warmup_t, s.distill_steps, cfg.distill_weight, cfg.ce_weight, cfg.eval_interval,
+                      s.scheduler.warmup_t, s.distill_steps if cfg.distill_onset == "fixed" or s.step > s.distill_steps
+                      else f"{s.distill_steps} (or, while its loss is near chance, up to {s.latest_distill_steps})",
+                      cfg.distill_weight, cfg.ce_weight, cfg.eval_interval,
                       "the training batch" if cfg.score_on == "batch" else f"{s.score_count} held-out images",
                       cfg.board_size,
                       "paired McNemar test at %g" % cfg.replace_alpha if cfg.replace_test == "mcnemar"
@@ -194,15 +198,43 @@ class ChainSearchRun:
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.1f}",
                         teacher=f"{teacher.macs / 1e6:.0f}M/{'-' if math.isnan(teacher.score) else f'{teacher.score:.1f}'}")
 
-    def _check_learning(self, key: str) -> None:
+    def _recent_ce(self) -> float:
+        """The training cross-entropy of the last steps, averaged over the ranks (one host sync)."""
+        w = self.window[~torch.isnan(self.window)]
+        if not len(w):
+            return math.nan
+        return float(all_reduce_sum(w.mean().reshape(1))) / self.s.dist.world_size
+
+    def _distillation_onset(self) -> None:
+        """At the planned start of distillation and the teacher rule: with distill_onset="learned", wait (a
+        quarter epoch at a time, at the latest half-way) while the supernet's loss is near chance, since
+        scores at chance cannot tell a better teacher; then check the learning (a warning if it has not)."""
+        s, cfg = self.s, self.s.cfg
+        ce = self._recent_ce()
+        if (cfg.distill_onset == "learned" and not learned(ce, len(s.classes))
+                and s.step < s.latest_distill_steps):
+            if self.learning.get("distill_planned_step") is None:
+                self.learning["distill_planned_step"] = s.step
+                self.log.info("step %d: the supernet has not learned yet (training cross-entropy %.3f, chance %.3f): "
+                              "distillation and the teacher rule wait until it has (at the latest step %d)",
+                              s.step, ce, math.log(len(s.classes)), s.latest_distill_steps)
+            s.distill_steps = min(s.step + max(1, s.steps_per_epoch // 4), s.latest_distill_steps)
+            return
+        self.learning["distill_step"] = s.step
+        if self.learning.get("distill_planned_step") is not None and learned(ce, len(s.classes)):
+            self.log.info("step %d: the supernet has learned (training cross-entropy %.3f): distillation and the "
+                          "teacher rule start", s.step, ce)
+        self._check_learning("ce_at_distill_start", ce)
+
+    def _check_learning(self, key: str, ce: Optional[float] = None) -> None:
         """Training cross-entropy of the last steps against chance's (ln C); one warning line naming the likely
         causes and the options when it is not clearly below (recorded in arch.json)."""
-        w = self.window[~torch.isnan(self.window)]
-        ce = float(w.mean()) if len(w) else math.nan
+        ce = self._recent_ce() if ce is None else ce
         self.learning[key] = ce
         chance = math.log(len(self.s.classes))
         if not learned(ce, len(self.s.classes)):
-            when = "by the end of its distillation warm-up" if key == "ce_at_distill_start" else "by the end"
+            when = (f"by the start of distillation (step {self.s.step})" if key == "ce_at_distill_start"
+                    else "by the end")
             self.log.warning(f"the supernet has not learned {when} (training cross-entropy {ce:.3f}, chance "
                              f"{chance:.3f}): its scores do not tell paths apart. {self.opts.advice}")
 
@@ -278,7 +310,8 @@ class ChainSearchRun:
         p_chance = binomial_upper_tail(right, n_score, 1.0 / len(s.classes))
         at_chance = p_chance > CHANCE_P
         learning = {**self.learning, "chance_ce": math.log(len(s.classes)),
-                    "learned": all(v is not None and learned(v, len(s.classes)) for v in self.learning.values()),
+                    "learned": all(self.learning.get(k) is not None and learned(self.learning[k], len(s.classes))
+                                   for k in ("ce_at_distill_start", "ce_at_end")),
                     "selection_score": selection, "selection_p_at_chance": p_chance, "at_chance": at_chance}
         if report is not None:
             final, metric = report["top1"], report["metric"]

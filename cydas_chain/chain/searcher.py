@@ -69,6 +69,9 @@ from .supernet import ChainSupernet, extract_child
 CHECKPOINT_KIND = "cydas_chain/chain_search"
 CHECKPOINT_VERSION = 2  # 2: presets, held-out scoring images, counters (2026-12-06)
 SCORE_ON = ("holdout", "batch")
+DISTILL_ONSETS = ("fixed", "learned")
+LR_SCALINGS = ("linear", "sqrt")
+LOW_RESOLUTION = 64  # below this many pixels a side, crop_scale=None keeps whole images (crop_min)
 
 
 @dataclass
@@ -85,12 +88,14 @@ class SearchConfig:
     board_size: int = 1
     epochs: int = 120
     distill_start: float = 20.0  # supernet-only epochs: no distillation, no teacher rule before
+    distill_onset: str = "fixed"  # or "learned": later than distill_start while the supernet is at chance
     warmup_epochs: float = 3.0  # linear lr warm-up from 0
     batch_size: int = 1024  # total over all ranks and accumulation steps
     img_size: int = 224  # training resolution
     cost_size: int = 224  # deployment resolution of the MACs / params / latency tables
-    lr: Optional[float] = None  # None: lr_per_1024 * batch_size / 1024
+    lr: Optional[float] = None  # None: lr_per_1024 scaled to batch_size by lr_scaling
     lr_per_1024: float = 0.5
+    lr_scaling: str = "linear"  # x batch/1024, or "sqrt": x sqrt(batch/1024), which does not starve small batches
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 4e-5
@@ -101,6 +106,7 @@ class SearchConfig:
     eval_interval: int = 100
     score_on: str = "holdout"  # held-out images of train/, or the training batch (the released code)
     holdout: float = 5000  # images of train/ held out to score paths: a share (< 1) or a count
+    holdout_max_share: Optional[float] = None  # at most this share of train/ (a default count on a small set)
     replace_test: str = "mcnemar"  # paired test on the held-out images before a replacement, or "none"
     replace_alpha: float = 0.05
     replace_gap: Optional[float] = 5.0  # a path with more MACs replaces when this many points better (None: never)
@@ -110,7 +116,7 @@ class SearchConfig:
     slots: Tuple[int, ...] = DEFAULT_SLOTS  # layer slots of each searched stage (the space)
     weight_sharing: str = "entangled"  # or "independent" (the paper's SPOS); see supernet.py
     augment: str = "imagenet"  # core.data.build_transforms kind (+ "released": colour jitter, random erasing)
-    crop_scale: float = 0.08
+    crop_scale: Optional[float] = 0.08  # random-resized crops' smallest area; None: by resolution (crop_min)
     final: str = "teacher"  # what becomes arch.json: the last teacher (the paper) or the evolution's best
     evolution: Optional[dict] = None  # EvolutionConfig fields (None: its defaults), used with final="evolution"
     calib_batches: int = 20  # training batches that recalibrate BN (evolution, exported weights, the report)
@@ -118,6 +124,10 @@ class SearchConfig:
     world_size: int = 1
 
     def __post_init__(self):
+        if self.distill_onset not in DISTILL_ONSETS:
+            raise ConfigError(f"distill_onset must be one of {', '.join(DISTILL_ONSETS)}, got {self.distill_onset!r}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ConfigError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {self.lr_scaling!r}")
         if self.score_on not in SCORE_ON:
             raise ConfigError(f"score_on must be one of {', '.join(SCORE_ON)}, got {self.score_on!r}")
         if self.op_probs is not None:
@@ -126,7 +136,18 @@ class SearchConfig:
 
     @property
     def base_lr(self) -> float:
-        return self.lr if self.lr is not None else self.lr_per_1024 * self.batch_size / 1024
+        if self.lr is not None:
+            return self.lr
+        share = self.batch_size / 1024
+        return self.lr_per_1024 * (math.sqrt(share) if self.lr_scaling == "sqrt" else share)
+
+    @property
+    def crop_min(self) -> float:
+        """The smallest crop area of the random-resized crops: ``crop_scale``, or with None ImageNet's 0.08
+        from 64 px up and whole images (1.0, aspect jitter only) below: 8% of 32 px is 9 px a side."""
+        if self.crop_scale is not None:
+            return self.crop_scale
+        return 0.08 if self.img_size >= LOW_RESOLUTION else 1.0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -222,7 +243,10 @@ class ChainSearcher:
         self.board = Board(Entry(first, int(self.table.path_macs(first))), cfg.board_size,
                            ReplacementRule(cfg.replace_test, cfg.replace_alpha, cfg.replace_gap, cfg.strictly_fewer))
         self.evaluations: List[dict] = []
+        # distillation and the teacher rule start here (the run postpones it while the supernet is at chance
+        # with distill_onset="learned", to the latest half-way: a teacher picked on chance scores teaches noise)
         self.distill_steps = int(round(cfg.distill_start * self.steps_per_epoch))
+        self.latest_distill_steps = max(self.distill_steps, self.total_steps // 2)
 
         # SGD with momentum (Nesterov as an option), no weight decay on BN and biases; linear warm-up, then
         # linear decay to 0.
@@ -442,7 +466,8 @@ class ChainSearcher:
                 "model": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "sampler": self.sampler.state_dict(), "board": self.board.state_dict(),
-                "evaluations": self.evaluations, "rng": rng_state(), "last_batch_acc": self.last_batch_acc}
+                "evaluations": self.evaluations, "rng": rng_state(), "last_batch_acc": self.last_batch_acc,
+                "distill_steps": self.distill_steps}
 
     @staticmethod
     def check_version(state: dict, source) -> None:
@@ -460,5 +485,6 @@ class ChainSearcher:
                      "scaler": self.scaler, "sampler": self.sampler, "board": self.board}, state, source)
         self.evaluations = list(state["evaluations"])
         self.step = int(state["step"])
+        self.distill_steps = int(state.get("distill_steps", self.distill_steps))
         self.last_batch_acc = float(state.get("last_batch_acc", math.nan))
         set_rng_state(state["rng"])

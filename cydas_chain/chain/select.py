@@ -60,7 +60,7 @@ class Budget:
 class SelectConfig:
     budgets: List[Budget]
     method: str = "evolution"
-    evolution: dict = field(default_factory=dict)  # EvolutionConfig fields
+    evolution: dict = field(default_factory=dict)  # EvolutionConfig fields; those not given: the search's
     samples: int = 50  # paths scored by method="random"
     calib_batches: Optional[int] = None  # None: the search's
     seed: int = 0
@@ -109,6 +109,10 @@ class Selection:
         if cfg.calib_batches is not None:
             search_cfg.calib_batches = cfg.calib_batches
         search_cfg.world_size, search_cfg.accum_steps = dist.world_size, 1
+        evolution = {k: v for k, v in (search_cfg.evolution or {}).items() if k != "seed"}
+        cfg.evolution = {**evolution, **cfg.evolution}
+        if cfg.method == "evolution":
+            EvolutionConfig(**cfg.evolution)  # one line for bad settings, before any work
         data = saved.get("args", {}).get("data")
         splits, tf, self.data_desc = search_data(search_cfg, None if data is None else Path(data))
         if splits.classes != state["classes"]:

@@ -78,15 +78,19 @@ def train_val_folders(root: os.PathLike, train_transform=None, val_transform=Non
     return Subset(train, train_idx), Subset(val_base, val_idx), train.classes
 
 
-def holdout_counts(targets: Sequence[int], holdout: float, classes: Sequence[str]) -> dict:
+def holdout_counts(targets: Sequence[int], holdout: float, classes: Sequence[str],
+                   max_share: Optional[float] = None) -> dict:
     """Images of each class held out: a share (``holdout`` < 1) of each class, or ``holdout`` images in all
-    (>= 1) shared in proportion to the classes' sizes; one :class:`DataError` line when a class would keep
-    no training image or give no held-out one."""
+    (>= 1) shared in proportion to the classes' sizes, at most ``max_share`` of them when given (a default
+    count on a small set); one :class:`DataError` line when a class would keep no training image or give no
+    held-out one."""
     targets = np.asarray(targets)
     labels, sizes = np.unique(targets, return_counts=True)
     if holdout <= 0:
         raise DataError(f"--holdout must be a share in (0, 1) or a number of images >= 1, got {holdout:g}")
     share = holdout if holdout < 1 else holdout / len(targets)
+    if max_share is not None:
+        share = min(share, max_share)
     counts = {}
     for c, n in zip(labels.tolist(), sizes.tolist()):
         k = int(round(share * n))
@@ -112,13 +116,14 @@ class SelectionSplits(NamedTuple):
     description: str
 
 
-def selection_splits(root: os.PathLike, holdout: float, eval_transform=None, seed: int = 0) -> SelectionSplits:
+def selection_splits(root: os.PathLike, holdout: float, eval_transform=None, seed: int = 0,
+                     max_share: Optional[float] = None) -> SelectionSplits:
     """``root/train`` (or ``root``) split per class into the supernet's training images and ``holdout``
     images that score paths (stratified, seeded); ``root/val``, when it exists, only to report the result."""
     root = Path(root)
     train_dir = root / "train" if (root / "train").is_dir() else root
     full = image_folder(train_dir)
-    counts = holdout_counts(full.targets, holdout, full.classes)
+    counts = holdout_counts(full.targets, holdout, full.classes, max_share)
     targets = np.asarray(full.targets)
     rng = np.random.default_rng([seed, 29])
     held, kept = [], []

@@ -64,8 +64,14 @@ class Recipe:
     def optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         from timm.optim import create_optimizer_v2
 
+        name = self.opt.lower().split("_")[-1]
+        extra = {}  # alpha and eps are RMSProp's (eps also the adaptive optimizers'); SGD takes neither
+        if "rmsprop" in name:
+            extra = dict(alpha=self.alpha, eps=self.opt_eps)
+        elif name not in ("sgd", "momentum", "nesterov"):
+            extra = dict(eps=self.opt_eps)
         return create_optimizer_v2(model, opt=self.opt, lr=lr, weight_decay=self.weight_decay,
-                                   momentum=self.momentum, alpha=self.alpha, eps=self.opt_eps)
+                                   momentum=self.momentum, **extra)
 
     def scheduler(self, optimizer: torch.optim.Optimizer, epochs: int, updates_per_epoch: int):
         """Warmup then cosine, stepped per update (``scheduler.step_update(num_updates)``)."""
