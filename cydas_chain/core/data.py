@@ -263,7 +263,6 @@ def build_transforms(img_size: int, kind: str = "imagenet", *, crop_scale: float
     std = tuple(std or (CIFAR_STD if kind == "cifar" else IMAGENET_DEFAULT_STD))
     if kind == "released":
         from timm.data import create_transform
-        from torchvision import transforms as T
 
         erase = RandomErasing(0.2, mean, std)
         train = create_transform(img_size, is_training=True, scale=(crop_scale, 1.0), interpolation="random",
