@@ -99,6 +99,24 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(data, finished, tmp_pat
         assert read(out, name) == read(finished, name), name  # the re-done steps logged once, alike
 
 
+def test_resume_from_the_final_checkpoint_gives_the_same_result(data, finished, tmp_path):
+    """A --resume from the last checkpoint of a finished search (e.g. after a kill while writing the outputs)
+    chooses, recalibrates and reports exactly as the uninterrupted run.  The data are augmented (random
+    crops and flips of the shapes): the calibration batches are drawn from a fixed augmentation epoch, not
+    from wherever the resumed loader stands (issue 26: they restarted at epoch 0)."""
+    out = tmp_path / "again"
+    shutil.copytree(finished, out)
+    for name in ("arch.json", "weights.pth"):
+        (out / name).unlink()
+    assert torch.load(out / "checkpoints" / "last.pth", weights_only=True)["step"] == 10  # the final one
+    run_tool(TOOL, "--data", data, "--out", out, *TINY, "--resume", env=ENV, check=True)
+    assert read(out, "arch.json") == read(finished, "arch.json")
+    again = torch.load(out / "weights.pth", weights_only=True)["state_dict"]
+    first = torch.load(finished / "weights.pth", weights_only=True)["state_dict"]
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
+    assert any("running_mean" in k and first[k].abs().sum() > 0 for k in first)  # recalibrated statistics
+
+
 def error_line(proc):
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
