@@ -232,7 +232,7 @@ class ChainSearchRun:
         ce = self._recent_ce() if ce is None else ce
         self.learning[key] = ce
         chance = math.log(len(self.s.classes))
-        if not learned(ce, len(self.s.classes)):
+        if not learned(ce, len(self.s.classes)) and is_main_process():  # the same value on every rank: one line
             when = (f"by the start of distillation (step {self.s.step})" if key == "ce_at_distill_start"
                     else "by the end")
             self.log.warning(f"the supernet has not learned {when} (training cross-entropy {ce:.3f}, chance "
