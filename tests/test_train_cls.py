@@ -271,7 +271,7 @@ def test_missing_data_dir_exits_2(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["corrupt", "empty", "missing", "other_arch", "other_model", "no_resume_point",
                                   "malformed_arch", "arch_of_another_space", "unknown_model", "existing_run",
-                                  "indivisible_batch", "fp16_on_cpu"])
+                                  "indivisible_batch", "fp16_on_cpu", "unknown_optimizer"])
 def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, capsys):
     from cydas_chain.core.cli import run_tool as cli
 
@@ -311,11 +311,14 @@ def test_bad_input_gives_one_error_line(case, reference_run, data, tmp_path, cap
     elif case == "fp16_on_cpu":
         argv, expect = ["--data", str(data), "--out", str(tmp_path / "o"), "--amp", "fp16", "--device", "cpu"], \
             "--amp fp16 needs a CUDA device"
+    elif case == "unknown_optimizer":
+        argv, expect = ["--data", str(data), "--out", str(tmp_path / "o"), "--opt", "nosuch"], "not a timm optimizer"
     else:  # a second run into the folder of a finished one must not overwrite it
         argv, expect = ["--data", str(data), "--out", str(reference_run)], "already holds a run"
     with pytest.raises(SystemExit) as exit_info:
         cli(lambda: tool.main(argv))
     assert_one_error_line(exit_info.value.code, capsys.readouterr().err, expect)
+    assert not (tmp_path / "o").exists()  # nothing written for a run that was refused
 
 
 @pytest.mark.parametrize("opt, kind, extra", [("rmsproptf", "RMSpropTF", {"alpha": 0.9, "eps": 1e-3}),

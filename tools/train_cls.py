@@ -41,6 +41,17 @@ def data_default(name: str) -> str:
     return f"default: {IMAGENET_DEFAULTS[name]} with --data, {EMBEDDED_DEFAULTS[name]} on the embedded set"
 
 
+def optimizer_name(text: str) -> str:
+    """--opt: a name of timm's optimizer registry (optionally lookahead_NAME)."""
+    from timm.optim import list_optimizers
+
+    known = list_optimizers()
+    if text.lower().removeprefix("lookahead_") not in known:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a timm optimizer (e.g. {', '.join(known[:6])}, ...; "
+                                         f"timm.optim.list_optimizers() lists {len(known)})")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     r = Recipe()
     p = ToolParser(description=__doc__)
@@ -70,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "EMA weights are used when it has them")
 
     rec = p.add_argument_group("recipe (docs/train_cls.md gives the source of each default)")
-    rec.add_argument("--opt", default=r.opt, help="timm optimizer name (default: %(default)s)")
+    rec.add_argument("--opt", type=optimizer_name, default=r.opt,
+                     help="timm optimizer name, e.g. rmsproptf, momentum (SGD), sgd (Nesterov), adamw (default: "
+                          "%(default)s)")
     rec.add_argument("--weight-decay", type=float, default=r.weight_decay, help="(default: %(default)s)")
     rec.add_argument("--warmup-epochs", type=int, default=r.warmup_epochs,
                      help="linear lr warm-up epochs (default: %(default)s)")
