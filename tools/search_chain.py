@@ -32,8 +32,11 @@ Budgets are MACs at --cost-size (224) counted by --counter: thop (default; CyDAS
 
 Sizes (--data DIR | embedded): --epochs 120 | 10, --batch-size 1024 | 64 (total over all processes),
 --lr 0.5 x sqrt(batch / 1024) (paper: x batch / 1024; released: 1.0 x batch / 1024) | 0.1, --img-size 224 | 32,
---eval-interval 100 (paper, released: 1) | 8 steps, --holdout 5000 | 0.2 (a share below 1, else
-images), --save-interval 1000 | 50 steps.
+--eval-interval 100 (paper, released: 1) | 8 steps, --holdout 5000, at most 10% of train/ | 0.2 (a
+share below 1, else images), --save-interval 1000 | 50 steps.  For small images the default preset
+adapts: crops of the whole image below 64 px (--crop-scale), an lr warm-up of at least one epoch, and
+distillation that waits while the supernet is still at chance (--distill-onset); docs/chain.md, "Small
+data at 32 px".
 
 Examples:
   python tools/search_chain.py --flops 400                           # embedded data set, CPU, minutes
