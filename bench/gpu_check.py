@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cydas_chain.core.checkpoint import write_json
+
 MODELS = ("cydas_a", "cydas_b", "efficientnet_b0", "mobilenetv3_large_100")
 VARIANTS = {  # name: (amp, channels_last, compile)
     "fp32": ("off", False, False),
@@ -221,8 +223,7 @@ def main(argv=None) -> int:
     result["seconds"] = time.time() - t_start
     print(f"took {result['seconds']:.0f} s")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
     return 0
 
 

@@ -18,12 +18,13 @@ start-up, page cache).  On a GPU node the figure to compare with is the training
 bottleneck.  ``--json FILE`` writes the figures.
 """
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from cydas_chain.core.checkpoint import write_json
 
 
 def write_jpeg_folder(root: Path, images: int, classes: int = 10, seed: int = 0) -> Path:
@@ -126,8 +127,7 @@ def main(argv=None) -> int:
               "torch": torch.__version__, "images": args.images, "batch_size": args.batch_size,
               "img_size": args.img_size, "rows": rows}
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
     return 0
 
 
