@@ -23,6 +23,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -216,10 +217,11 @@ def main(argv=None) -> int:
           f"MACs table {ratios['table_paths_checked_per_s'] / 1e6:.1f}M feasible paths checked/s, sampler "
           f"{ratios['sampler_paths_per_s'] / 1e3:.0f}k paths/s (one core)")
     if args.loader if args.loader is not None else gpu:
-        out = Path("/tmp/gpu_check_loader.json")
-        subprocess.run([sys.executable, str(Path(__file__).with_name("loader.py")), "--device", str(device),
-                        "--json", str(out)], check=True)
-        result["loader"] = json.loads(out.read_text())
+        with tempfile.TemporaryDirectory() as tmp:  # not a fixed /tmp name: two runs at once must not mix
+            out = Path(tmp) / "loader.json"
+            subprocess.run([sys.executable, str(Path(__file__).with_name("loader.py")), "--device", str(device),
+                            "--json", str(out)], check=True)
+            result["loader"] = json.loads(out.read_text())
     result["seconds"] = time.time() - t_start
     print(f"took {result['seconds']:.0f} s")
     if args.json is not None:
